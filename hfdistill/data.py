@@ -1,0 +1,171 @@
+"""Unlabeled training queries and the teacher's embeddings of them, computed once and cached on disk."""
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+from datasets import load_dataset
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import Dataset
+
+from .modeling_asymmetric import AsymmetricDualEncoder
+
+logger = logging.getLogger(__name__)
+
+LOCAL_SUFFIXES = (".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz")
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _read_local(path: Path, column: str) -> list[str]:
+    name = path.name.removesuffix(".gz")
+    with _open_text(path) as f:
+        lines = [line.rstrip("\n") for line in f if line.strip()]
+    if name.endswith(".tsv"):
+        rows = [line.split("\t", 1) for line in lines]
+        bad = next((i for i, row in enumerate(rows) if len(row) != 2), None)
+        if bad is not None:
+            raise ValueError(f"{path}: line {bad + 1} is not `qid<TAB>text`: {lines[bad][:80]!r}")
+        return [text for _, text in rows]
+    if name.endswith(".jsonl"):
+        records = [json.loads(line) for line in lines]
+        if records and column not in records[0]:
+            raise ValueError(
+                f"{path}: records have no {column!r} field (fields: {sorted(records[0])}); set the column."
+            )
+        return [record[column] for record in records]
+    return lines
+
+
+def load_queries(source: str, split: str = "train", column: str = "text", subset: str | None = None) -> list[str]:
+    """Query texts from a local `.tsv[.gz]` (`qid\\ttext`), `.jsonl[.gz]`, `.txt[.gz]` file or a Hub dataset."""
+    path = Path(source).expanduser()
+    if path.name.endswith(LOCAL_SUFFIXES) or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"Query file {source!r} does not exist.")
+        if not path.name.endswith(LOCAL_SUFFIXES):
+            raise ValueError(f"Query file {source!r}: unsupported format; use one of {LOCAL_SUFFIXES}.")
+        texts = _read_local(path, column)
+    else:
+        dataset = load_dataset(source, subset, split=split)  # a Hub dataset id, or a local dataset folder
+        if column not in dataset.column_names:
+            raise ValueError(f"Dataset {source!r} has no column {column!r}; columns: {dataset.column_names}.")
+        texts = dataset[column]
+    texts = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise ValueError(f"No queries found in {source!r}.")
+    return texts
+
+
+def split_queries(
+    texts: list[str], num_eval: int, max_train_samples: int | None = None, seed: int = 42, dedup: bool = True
+) -> tuple[list[str], list[str]]:
+    """Deduplicate, shuffle with `seed`, hold out `num_eval` queries, cap the rest at `max_train_samples`."""
+    if dedup:
+        texts = list(dict.fromkeys(texts))
+    texts = list(texts)
+    random.Random(seed).shuffle(texts)
+    if num_eval >= len(texts):
+        raise ValueError(f"num_eval_queries={num_eval} leaves no training queries out of {len(texts)}.")
+    eval_texts, train_texts = texts[:num_eval], texts[num_eval:]
+    return train_texts[:max_train_samples] if max_train_samples else train_texts, eval_texts
+
+
+def fingerprint(texts: list[str]) -> str:
+    """Content hash of an ordered list of texts."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def teacher_fingerprint(model: AsymmetricDualEncoder) -> dict:
+    """Identity of the document encoder: Hub name + revision, or a hash of its weights when there is no revision."""
+    config = model.config
+    identity = {"teacher": config.teacher_name_or_path, "revision": config.teacher_revision}
+    if config.teacher_revision is None:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(model.document_encoder.state_dict().items()):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().float().numpy().tobytes())
+        identity["weights"] = digest.hexdigest()
+    identity.update(pooling=config.pooling, normalize=config.normalize, max_length=config.max_length)
+    return identity
+
+
+def cached_teacher_embeddings(
+    model: AsymmetricDualEncoder, texts: list[str], cache_dir: str | os.PathLike, batch_size: int = 256
+) -> torch.Tensor:
+    """Teacher embeddings of `texts`, read from `cache_dir` when this teacher already embedded these texts.
+
+    The file name hashes the teacher identity, max length and the texts; the file's metadata repeats the key, so a
+    renamed, truncated or stale file is recomputed rather than reused.
+    """
+    key_fields = {**teacher_fingerprint(model), "data": fingerprint(texts), "count": len(texts)}
+    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:32]
+    path = Path(cache_dir).expanduser() / f"teacher-embeddings-{key}.safetensors"
+    if path.is_file():
+        try:
+            with safe_open(path, framework="pt") as f:
+                if f.metadata().get("key") == key:
+                    embeddings = f.get_tensor("embeddings")
+                    if embeddings.shape[0] == len(texts):
+                        logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
+                        return embeddings
+        except Exception:  # noqa: BLE001 - any unreadable cache file is recomputed
+            pass
+    start = time.perf_counter()
+    embeddings = model.encode_documents(texts, batch_size=batch_size, show_progress_bar=True)
+    logger.info("Teacher embedded %d texts in %.1f s; cached in %s", len(texts), time.perf_counter() - start, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file(
+        {"embeddings": embeddings.contiguous()},
+        tmp,
+        metadata={"key": key, **{k: str(v) for k, v in key_fields.items()}},
+    )
+    os.replace(tmp, path)
+    return embeddings
+
+
+class QueryAlignmentDataset(Dataset):
+    """(query text, teacher embedding) pairs; tokenization happens in the collator."""
+
+    def __init__(self, texts: list[str], teacher_embeddings: torch.Tensor):
+        if len(texts) != teacher_embeddings.shape[0]:
+            raise ValueError(f"{len(texts)} texts but {teacher_embeddings.shape[0]} teacher embeddings.")
+        self.texts = texts
+        self.teacher_embeddings = teacher_embeddings
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"text": self.texts[index], "teacher_embeddings": self.teacher_embeddings[index]}
+
+
+class AlignmentCollator:
+    """Tokenizes a batch of queries and stacks their teacher embeddings."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = self.tokenizer(
+            [f["text"] for f in features],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        batch["teacher_embeddings"] = torch.stack([f["teacher_embeddings"] for f in features])
+        return dict(batch)

@@ -1,0 +1,57 @@
+"""Trainer that aligns the student's query embeddings with the frozen teacher's (Trainer hooks, no custom loop)."""
+
+import numpy as np
+from transformers import EvalPrediction, Trainer
+
+from .data import AlignmentCollator
+from .losses import alignment_loss
+from .modeling_asymmetric import AsymmetricDualEncoder
+from .training_args import AlignmentTrainingArguments
+
+
+def alignment_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    """Mean cosine similarity between student and teacher embeddings of held-out queries."""
+    student, teacher = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
+    cosine = (student * teacher).sum(-1) / (np.linalg.norm(student, axis=-1) * np.linalg.norm(teacher, axis=-1))
+    return {"mean_cosine": float(cosine.mean())}
+
+
+class EmbeddingAlignmentTrainer(Trainer):
+    """Trains only the student query encoder; datasets yield `text` and `teacher_embeddings` (see `data.py`)."""
+
+    def __init__(
+        self,
+        model: AsymmetricDualEncoder,
+        args: AlignmentTrainingArguments,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        compute_metrics=None,
+        **kwargs,
+    ):
+        if not isinstance(args, AlignmentTrainingArguments):
+            raise ValueError(
+                f"args must be AlignmentTrainingArguments (it carries the loss), got {type(args).__name__}."
+            )
+        processing_class = processing_class or model.tokenizer
+        model.freeze_document_encoder()
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator or AlignmentCollator(processing_class, model.config.max_length),
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            compute_metrics=compute_metrics or alignment_metrics,
+            **kwargs,
+        )
+        # The loss is a per-batch mean: let Trainer scale it for gradient accumulation.
+        self.model_accepts_loss_kwargs = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        teacher_embeddings = inputs.pop("teacher_embeddings")
+        outputs = model(**inputs)
+        loss = alignment_loss(outputs.query_embeds, teacher_embeddings, self.args.loss)
+        return (loss, outputs) if return_outputs else loss

@@ -1,0 +1,113 @@
+"""Arguments of a distillation run: which student, which queries, how to train (HfArgumentParser dataclasses)."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import TrainingArguments
+
+from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
+from .losses import LOSSES
+
+RUN_FILES = ("config.json", "model.safetensors", "trainer_state.json", "training_args.bin")
+
+
+@dataclass
+class StudentArguments:
+    """
+    Args:
+        teacher (`str`): Hub id or local path of the teacher (kept frozen as the document encoder).
+        teacher_revision (`str`, *optional*): Hub revision of the teacher.
+        student_layers (`list[int]`, *optional*): explicit 0-based teacher layers to keep; overrides the strategy.
+        layer_strategy (`str`): `top_bottom`, `first`, `last` or `uniform`, used when no indices are given.
+        num_student_layers (`int`): number of layers the strategy keeps.
+        pooling (`str`, *optional*): overrides the teacher's sentence-transformers pooling.
+        projection_dim (`int`, *optional*): adds an identity-initialised linear map on student embeddings.
+    """
+
+    teacher: str = field(
+        default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Hub id or local path of the teacher."}
+    )
+    teacher_revision: str | None = field(default=None, metadata={"help": "Hub revision of the teacher."})
+    student_layers: list[int] | None = field(
+        default=None, metadata={"help": "Explicit 0-based teacher layers to keep, e.g. `0 5`; overrides the strategy."}
+    )
+    layer_strategy: str = field(
+        default="top_bottom", metadata={"help": f"Layer selection when no indices are given: {LAYER_STRATEGIES}."}
+    )
+    num_student_layers: int = field(default=2, metadata={"help": "Number of layers the strategy keeps."})
+    pooling: str | None = field(default=None, metadata={"help": f"Override the teacher's pooling: {POOLING_MODES}."})
+    projection_dim: int | None = field(
+        default=None, metadata={"help": "Add an identity-initialised linear map of this size (the teacher's)."}
+    )
+
+
+@dataclass
+class QueryDataArguments:
+    """
+    Args:
+        train_queries (`str`): local `.tsv[.gz]`/`.jsonl[.gz]`/`.txt[.gz]` file or Hub dataset id of unlabeled queries.
+        queries_subset (`str`, *optional*): subset (config name) of a Hub dataset.
+        queries_split (`str`): split of a Hub dataset.
+        queries_column (`str`): text column of a Hub dataset or jsonl file.
+        max_train_samples (`int`, *optional*): cap on training queries after dedup and shuffle.
+        num_eval_queries (`int`): held-out queries for the eval loss and mean cosine.
+        embedding_cache_dir (`str`): where teacher embeddings are cached (keyed by teacher, revision and data).
+        teacher_batch_size (`int`): batch size when the teacher embeds the queries.
+    """
+
+    train_queries: str = field(
+        default="../shared/data/queries/train_queries.tsv.gz",
+        metadata={"help": "Local .tsv[.gz] (qid<TAB>text), .jsonl[.gz], .txt[.gz] file, or a Hub dataset id."},
+    )
+    queries_subset: str | None = field(default=None, metadata={"help": "Subset (config name) of a Hub dataset."})
+    queries_split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
+    queries_column: str = field(default="text", metadata={"help": "Text column of a Hub dataset or jsonl file."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Cap on training queries."})
+    num_eval_queries: int = field(default=2000, metadata={"help": "Held-out queries for eval loss and cosine."})
+    embedding_cache_dir: str = field(
+        default="~/.cache/hfdistill/embeddings", metadata={"help": "Cache of teacher embeddings."}
+    )
+    teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher's encoding."})
+
+
+@dataclass
+class AlignmentTrainingArguments(TrainingArguments):
+    """
+    Defaults follow the paper: batch 128, lr 1e-4, AdamW (eps 1e-6), 1,000 warmup steps, 1 epoch.
+
+    Args:
+        loss (`str`): `mse` (paper), `cosine`, `mse+cosine` or `l2` between student and teacher embeddings.
+        overwrite_output_dir (`bool`): allow writing into an output directory that already holds a run.
+    """
+
+    loss: str = field(default="mse", metadata={"help": f"Alignment loss: {LOSSES}."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output directory that already holds a run."}
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
+    adam_epsilon: float = field(default=1e-6, metadata={"help": "AdamW epsilon."})
+    per_device_train_batch_size: int = field(default=128, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=256, metadata={"help": "Evaluation batch size per device."})
+    warmup_steps: float = field(default=1000, metadata={"help": "Linear warmup steps (or ratio if < 1)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Training epochs."})
+    logging_steps: float = field(default=50, metadata={"help": "Log every N steps."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: the collator needs the raw query text."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.loss not in LOSSES:
+            raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
+        if self.label_names is None:
+            self.label_names = ["teacher_embeddings"]
+        if self.resume_from_checkpoint in ("true", "True", "last"):
+            self.resume_from_checkpoint = True
+        holds_run = Path(self.output_dir).is_dir() and any(
+            path.name in RUN_FILES or path.name.startswith("checkpoint-") for path in Path(self.output_dir).iterdir()
+        )
+        if holds_run and not (self.overwrite_output_dir or self.resume_from_checkpoint):
+            raise ValueError(
+                f"Output directory {self.output_dir!r} already holds a run; pass --overwrite_output_dir to replace "
+                "it, --resume_from_checkpoint true to continue it, or choose another --output_dir."
+            )

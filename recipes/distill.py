@@ -1,0 +1,58 @@
+"""Distill a small query encoder from a frozen teacher by embedding alignment (Wang & Lyu, 2023).
+
+    accelerate launch recipes/distill.py recipes/configs/minilm-2L.yaml --output_dir out/minilm-2L
+
+Any option of the config can be overridden on the command line (`--key value`); see `--help`.
+"""
+
+import logging
+
+from accelerate import PartialState
+
+from hfdistill import AsymmetricDualEncoder
+from hfdistill.cli import parse_args
+from hfdistill.data import QueryAlignmentDataset, cached_teacher_embeddings, load_queries, split_queries
+from hfdistill.trainer import EmbeddingAlignmentTrainer
+from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
+
+
+def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments):
+    train_texts, eval_texts = split_queries(
+        load_queries(
+            data_args.train_queries, data_args.queries_split, data_args.queries_column, data_args.queries_subset
+        ),
+        num_eval=data_args.num_eval_queries,
+        max_train_samples=data_args.max_train_samples,
+        seed=training_args.seed,
+    )
+    model = AsymmetricDualEncoder.from_teacher(
+        student_args.teacher,
+        student_args.student_layers or student_args.layer_strategy,
+        student_args.num_student_layers,
+        revision=student_args.teacher_revision,
+        pooling=student_args.pooling,
+        projection_dim=student_args.projection_dim,
+    )
+    with PartialState().main_process_first():  # one process fills the cache, the others read it
+        cache_dir, batch_size = data_args.embedding_cache_dir, data_args.teacher_batch_size
+        datasets = [
+            QueryAlignmentDataset(texts, cached_teacher_embeddings(model, texts, cache_dir, batch_size))
+            for texts in (train_texts, eval_texts)
+        ]
+    trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])
+    untrained = trainer.evaluate(metric_key_prefix="untrained")  # the truncated student before distillation
+    trainer.log_metrics("untrained", untrained)
+    trainer.save_metrics("untrained", untrained, combined=False)
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.save_metrics("train", train_result.metrics)
+    metrics = trainer.evaluate()
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("alignment", metrics)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    main(*parse_args((StudentArguments, QueryDataArguments, AlignmentTrainingArguments)))

@@ -1,0 +1,124 @@
+"""Shared fixtures: tiny random teachers saved as sentence-transformers repos, and the real MiniLM teacher."""
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel, BertConfig, BertTokenizer, MPNetConfig, MPNetTokenizer
+
+WORDS = (
+    "what is dense retrieval the a of query document encoder model fast small big search index how to why "
+    "does do cat dog sun moon water fire tree city river car book music science health food history"
+).split()
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def write_teacher(path: Path, kind: str = "bert", pooling: str | None = "mean", normalize: bool = True) -> str:
+    """Save a tiny randomly initialised teacher (+ tokenizer, + sentence-transformers head files) to `path`."""
+    torch.manual_seed(0)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(SPECIAL + WORDS) + "\n")
+    sizes = dict(
+        vocab_size=len(SPECIAL) + len(WORDS),
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    if kind == "bert":
+        config, tokenizer = BertConfig(**sizes), BertTokenizer(str(vocab))
+    else:
+        config = MPNetConfig(**sizes, pad_token_id=0)
+        tokens = dict(
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            mask_token="[MASK]",
+            bos_token="[CLS]",
+            eos_token="[SEP]",
+        )
+        tokenizer = MPNetTokenizer(str(vocab), **tokens)
+    AutoModel.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    vocab.unlink()
+    if pooling is not None:
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
+        if normalize:
+            modules.append(
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+            )
+        (path / "modules.json").write_text(json.dumps(modules))
+        (path / "1_Pooling").mkdir(exist_ok=True)
+        (path / "1_Pooling" / "config.json").write_text(
+            json.dumps(
+                {
+                    "word_embedding_dimension": 32,
+                    "pooling_mode_cls_token": pooling == "cls",
+                    "pooling_mode_mean_tokens": pooling == "mean",
+                    "pooling_mode_max_tokens": pooling == "max",
+                }
+            )
+        )
+        (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48, "do_lower_case": False}))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> str:
+    """Path of a tiny 4-layer BERT teacher with mean pooling and normalization."""
+    return write_teacher(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet_teacher(tmp_path_factory) -> str:
+    return write_teacher(tmp_path_factory.mktemp("tiny-mpnet"), kind="mpnet", pooling="cls", normalize=False)
+
+
+@pytest.fixture(scope="session")
+def _tiny_student(tiny_teacher):
+    from hfdistill import AsymmetricDualEncoder
+
+    return AsymmetricDualEncoder.from_teacher(tiny_teacher, student_layers=[0, 3])
+
+
+@pytest.fixture
+def tiny_student(_tiny_student):
+    """A [0, 3] student of the tiny BERT teacher (a fresh deep copy per test)."""
+    return copy.deepcopy(_tiny_student)
+
+
+@pytest.fixture
+def queries() -> list[str]:
+    import random
+
+    rng = random.Random(0)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9))) for _ in range(300)]
+
+
+@pytest.fixture(scope="session")
+def minilm() -> str:
+    """The real all-MiniLM-L6-v2 from the Hub cache (installed by ../shared/tools/install-offline-teachers)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(MINILM, "config.json"), str):
+        pytest.fail(f"{MINILM} is not in the Hub cache: run `bash ../shared/tools/install-offline-teachers`.")
+    return MINILM
+
+
+@pytest.fixture(scope="session")
+def real_queries() -> list[str]:
+    from hfdistill.data import load_queries
+
+    return load_queries(str(SHARED / "data" / "queries" / "train_queries.tsv.gz"))

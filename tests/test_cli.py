@@ -1,0 +1,39 @@
+import pytest
+
+from hfdistill.cli import parse_args
+from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
+
+TYPES = (StudentArguments, QueryDataArguments, AlignmentTrainingArguments)
+
+
+def test_yaml_config_with_command_line_overrides(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "teacher: my/teacher\nstudent_layers: [0, 11]\nloss: cosine\nlearning_rate: 3.0e-4\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    student, data, training = parse_args(TYPES, [str(config), "--learning_rate", "1e-3", "--student_layers", "1", "2"])
+    assert student.teacher == "my/teacher" and student.student_layers == [1, 2]
+    assert training.loss == "cosine" and training.learning_rate == 1e-3
+    assert training.per_device_train_batch_size == 128 and training.adam_epsilon == 1e-6  # paper defaults
+    assert data.train_queries.endswith("train_queries.tsv.gz")
+
+
+def test_shipped_configs_parse(tmp_path):
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "recipes" / "configs").glob("*.yaml"))
+    assert {c.name for c in configs} >= {"minilm-2L.yaml", "mpnet-2L.yaml", "msmarco-bert-base-2L.yaml"}
+    for config in configs:
+        student, _, training = parse_args(TYPES, [str(config), "--output_dir", str(tmp_path / config.stem)])
+        assert student.teacher.startswith("sentence-transformers/")
+        assert training.num_train_epochs == 1
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        parse_args(TYPES, [str(tmp_path / "nope.yaml")])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teachr: x\n")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['teachr'\]"):
+        parse_args(TYPES, [str(bad)])

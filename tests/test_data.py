@@ -1,0 +1,114 @@
+import gzip
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from hfdistill.data import (
+    AlignmentCollator,
+    QueryAlignmentDataset,
+    cached_teacher_embeddings,
+    fingerprint,
+    load_queries,
+    split_queries,
+)
+
+
+def test_load_local_formats(tmp_path):
+    (tmp_path / "q.tsv").write_text("1\twhat is x\n2\t  why y \n\n")
+    with gzip.open(tmp_path / "q.tsv.gz", "wt") as f:
+        f.write("a:1\twhat is x\n")
+    (tmp_path / "q.jsonl").write_text(json.dumps({"query": "what is x"}) + "\n" + json.dumps({"query": "z"}) + "\n")
+    (tmp_path / "q.txt").write_text("what is x\nwhy y\n")
+    assert load_queries(str(tmp_path / "q.tsv")) == ["what is x", "why y"]
+    assert load_queries(str(tmp_path / "q.tsv.gz")) == ["what is x"]
+    assert load_queries(str(tmp_path / "q.jsonl"), column="query") == ["what is x", "z"]
+    assert load_queries(str(tmp_path / "q.txt")) == ["what is x", "why y"]
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.tsv"):
+        load_queries(str(tmp_path / "missing.tsv"))
+    (tmp_path / "empty.tsv").write_text("\n\n")
+    with pytest.raises(ValueError, match="No queries found"):
+        load_queries(str(tmp_path / "empty.tsv"))
+    (tmp_path / "bad.tsv").write_text("no tab here\n")
+    with pytest.raises(ValueError, match="line 1 is not `qid<TAB>text`"):
+        load_queries(str(tmp_path / "bad.tsv"))
+    (tmp_path / "q.jsonl").write_text(json.dumps({"query": "x"}) + "\n")
+    with pytest.raises(ValueError, match="no 'text' field"):
+        load_queries(str(tmp_path / "q.jsonl"))
+    (tmp_path / "q.csv").write_text("x\n")
+    with pytest.raises(ValueError, match="unsupported format"):
+        load_queries(str(tmp_path / "q.csv"))
+
+
+def test_load_hub_style_dataset_directory(tmp_path):
+    from datasets import Dataset
+
+    Dataset.from_dict({"query": ["a b", "c d"]}).to_json(str(tmp_path / "data" / "train.jsonl"))
+    assert load_queries(str(tmp_path / "data"), split="train", column="query") == ["a b", "c d"]
+    with pytest.raises(ValueError, match="has no column 'text'"):
+        load_queries(str(tmp_path / "data"))
+
+
+def test_split_dedups_shuffles_and_caps():
+    texts = [f"q{i}" for i in range(100)] + ["q1", "q2"]
+    train, held_out = split_queries(texts, num_eval=10, max_train_samples=50, seed=1)
+    assert len(held_out) == 10 and len(train) == 50
+    assert not set(train) & set(held_out)
+    assert len(set(train)) == 50
+    assert split_queries(texts, 10, seed=1) == split_queries(texts, 10, seed=1)
+    assert split_queries(texts, 10, seed=1)[1] != split_queries(texts, 10, seed=2)[1]
+    with pytest.raises(ValueError, match="leaves no training queries"):
+        split_queries(["a", "b"], num_eval=2)
+
+
+def test_fingerprint_depends_on_order_and_content():
+    assert fingerprint(["a", "b"]) != fingerprint(["b", "a"])
+    assert fingerprint(["ab"]) != fingerprint(["a", "b"])
+
+
+def test_teacher_embedding_cache(tiny_student, queries, tmp_path):
+    texts = queries[:20]
+    first = cached_teacher_embeddings(tiny_student, texts, tmp_path)
+    torch.testing.assert_close(first, tiny_student.encode_documents(texts))
+    files = list(tmp_path.glob("*.safetensors"))
+    assert len(files) == 1
+    # a cache hit does not run the teacher: poison it and read again
+    tiny_student.document_encoder.forward = None
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, texts, tmp_path), first)
+
+
+def test_cache_is_keyed_by_data_and_teacher(tiny_student, queries, tmp_path):
+    cached_teacher_embeddings(tiny_student, queries[:10], tmp_path)
+    cached_teacher_embeddings(tiny_student, queries[:11], tmp_path)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+    tiny_student.config.max_length = 8
+    cached_teacher_embeddings(tiny_student, queries[:10], tmp_path)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3
+    # changed teacher weights (no Hub revision for a local teacher) give a new key
+    with torch.no_grad():
+        tiny_student.document_encoder.embeddings.word_embeddings.weight.add_(1.0)
+    changed = cached_teacher_embeddings(tiny_student, queries[:10], tmp_path)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 4
+    torch.testing.assert_close(changed, tiny_student.encode_documents(queries[:10]))
+
+
+def test_corrupt_or_stale_cache_is_recomputed(tiny_student, queries, tmp_path):
+    texts = queries[:10]
+    good = cached_teacher_embeddings(tiny_student, texts, tmp_path)
+    (path,) = tmp_path.glob("*.safetensors")
+    path.write_bytes(b"garbage")
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, texts, tmp_path), good)
+    save_file({"embeddings": torch.zeros(10, 32)}, path, metadata={"key": "something-else"})
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, texts, tmp_path), good)
+
+
+def test_dataset_and_collator(tiny_student):
+    dataset = QueryAlignmentDataset(["what is x", "the cat"], torch.ones(2, 32))
+    batch = AlignmentCollator(tiny_student.tokenizer, max_length=48)([dataset[0], dataset[1]])
+    assert batch["input_ids"].shape[0] == 2 and batch["teacher_embeddings"].shape == (2, 32)
+    with pytest.raises(ValueError, match="2 texts but 3 teacher embeddings"):
+        QueryAlignmentDataset(["a", "b"], torch.ones(3, 32))

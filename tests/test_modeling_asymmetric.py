@@ -1,0 +1,146 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from hfdistill import AsymmetricDualEncoder
+from hfdistill.modeling_asymmetric import pool, student_state_dict
+
+TEXTS = ["what is dense retrieval", "the cat of the city", "how to search a big index fast"]
+
+
+def test_student_starts_from_the_chosen_teacher_layers(tiny_student):
+    teacher_layers = tiny_student.document_encoder.encoder.layer
+    student_layers = tiny_student.query_encoder.encoder.layer
+    assert len(student_layers) == 2
+    for student_index, teacher_index in enumerate([0, 3]):
+        for (name, p), (_, q) in zip(
+            student_layers[student_index].named_parameters(), teacher_layers[teacher_index].named_parameters()
+        ):
+            assert torch.equal(p, q), name
+    assert torch.equal(
+        tiny_student.query_encoder.embeddings.word_embeddings.weight,
+        tiny_student.document_encoder.embeddings.word_embeddings.weight,
+    )
+
+
+def test_student_with_all_layers_equals_the_teacher(tiny_teacher):
+    model = AsymmetricDualEncoder.from_teacher(tiny_teacher, student_layers="first", num_student_layers=4)
+    torch.testing.assert_close(model.encode_queries(TEXTS), model.encode_documents(TEXTS))
+
+
+def test_truncated_student_differs_from_the_teacher(tiny_student):
+    assert not torch.allclose(tiny_student.encode_queries(TEXTS), tiny_student.encode_documents(TEXTS))
+
+
+def test_documents_match_the_teacher_as_sentence_transformers_computes_them(tiny_teacher, tiny_student):
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(tiny_teacher, device="cpu").encode(TEXTS, convert_to_tensor=True)
+    torch.testing.assert_close(tiny_student.encode_documents(TEXTS), reference, atol=1e-5, rtol=1e-5)
+    norms = tiny_student.encode_queries(TEXTS).norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones(3))
+
+
+def test_mpnet_teacher(tiny_mpnet_teacher):
+    from sentence_transformers import SentenceTransformer
+
+    model = AsymmetricDualEncoder.from_teacher(tiny_mpnet_teacher, student_layers=[0, 3])
+    reference = SentenceTransformer(tiny_mpnet_teacher, device="cpu").encode(TEXTS, convert_to_tensor=True)
+    torch.testing.assert_close(model.encode_documents(TEXTS), reference, atol=1e-5, rtol=1e-5)
+    assert model.encode_queries(TEXTS).shape == (3, 32)
+    assert "relative_attention_bias.weight" in dict(model.query_encoder.encoder.named_parameters())
+
+
+def test_pooling_modes():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert pool(hidden, mask, "mean").tolist() == [[2.0, 3.0]]
+    assert pool(hidden, mask, "cls").tolist() == [[1.0, 2.0]]
+    assert pool(hidden, mask, "max").tolist() == [[3.0, 4.0]]
+
+
+def test_student_state_dict_renumbers_layers():
+    state = {f"encoder.layer.{i}.w": torch.tensor(float(i)) for i in range(4)}
+    state["embeddings.w"] = torch.tensor(9.0)
+    out = student_state_dict(state, [1, 3])
+    assert {k: v.item() for k, v in out.items()} == {
+        "encoder.layer.0.w": 1.0,
+        "encoder.layer.1.w": 3.0,
+        "embeddings.w": 9.0,
+    }
+
+
+def test_document_encoder_is_frozen_after_loading(tiny_student, tmp_path):
+    tiny_student.save_pretrained(tmp_path)
+    loaded = AsymmetricDualEncoder.from_pretrained(tmp_path)
+    assert not any(p.requires_grad for p in loaded.document_encoder.parameters())
+    assert all(p.requires_grad for p in loaded.query_encoder.parameters())
+    loaded.train()
+    assert loaded.query_encoder.training and not loaded.document_encoder.training
+
+
+def test_save_load_round_trip(tiny_student, tmp_path):
+    with torch.no_grad():  # make the student differ from its initialisation
+        tiny_student.query_encoder.encoder.layer[0].output.dense.bias.add_(0.5)
+    tiny_student.save_pretrained(tmp_path)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "configuration_asymmetric.py",
+        "modeling_asymmetric.py",
+        "tokenizer.json",
+    } <= set(os.listdir(tmp_path))
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(loaded, AsymmetricDualEncoder)
+    torch.testing.assert_close(loaded.encode_queries(TEXTS), tiny_student.encode_queries(TEXTS), atol=1e-5, rtol=0)
+    torch.testing.assert_close(loaded.encode_documents(TEXTS), tiny_student.encode_documents(TEXTS), atol=1e-5, rtol=0)
+
+
+def test_projection_is_identity_initialised(tiny_teacher):
+    plain = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3])
+    projected = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3], projection_dim=32)
+    torch.testing.assert_close(projected.encode_queries(TEXTS), plain.encode_queries(TEXTS))
+    assert projected.query_projection.weight.requires_grad
+
+
+def test_trust_remote_code_load_without_hfdistill(tiny_student, tmp_path):
+    with torch.no_grad():
+        tiny_student.query_encoder.embeddings.word_embeddings.weight.mul_(1.5)
+    tiny_student.save_pretrained(tmp_path / "student")
+    torch.save(
+        {"q": tiny_student.encode_queries(TEXTS), "d": tiny_student.encode_documents(TEXTS)}, tmp_path / "ref.pt"
+    )
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from transformers import AutoModel, AutoTokenizer
+        model = AutoModel.from_pretrained({str(tmp_path / "student")!r}, trust_remote_code=True)
+        assert "hfdistill" not in sys.modules, "hfdistill was imported"
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        ref = torch.load({str(tmp_path / "ref.pt")!r})
+        texts = {TEXTS!r}
+        torch.testing.assert_close(model.encode_queries(texts), ref["q"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.encode_documents(texts), ref["d"], atol=1e-5, rtol=0)
+        tokenizer = AutoTokenizer.from_pretrained({str(tmp_path / "student")!r}, trust_remote_code=True)
+        assert tokenizer("what is dense retrieval")["input_ids"][:2] == [2, 5]
+        print("OK")
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL
+    )
+    assert result.stdout.strip().endswith("OK"), result.stderr[-3000:]
+
+
+def test_encode_without_tokenizer_is_a_clear_error(tiny_student):
+    tiny_student.tokenizer = None
+    with pytest.raises(ValueError, match="no tokenizer attached"):
+        tiny_student.encode_queries(["x"])
+
+
+def test_encode_empty_and_single_string(tiny_student):
+    assert tiny_student.encode_queries([]).shape == (0, 32)
+    assert tiny_student.encode_queries("what is dense retrieval").shape == (1, 32)

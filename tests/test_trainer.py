@@ -1,0 +1,104 @@
+import pytest
+import torch
+
+from hfdistill import AsymmetricDualEncoder
+from hfdistill.data import QueryAlignmentDataset
+from hfdistill.trainer import EmbeddingAlignmentTrainer
+from hfdistill.training_args import AlignmentTrainingArguments
+
+
+def make_args(tmp_path, **overrides) -> AlignmentTrainingArguments:
+    defaults = dict(
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        learning_rate=5e-3,
+        warmup_steps=0,
+        max_steps=12,
+        logging_steps=4,
+        eval_strategy="steps",
+        eval_steps=6,
+        save_steps=6,
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+    )
+    return AlignmentTrainingArguments(**{**defaults, **overrides})
+
+
+def make_datasets(model, queries):
+    """Held-out split of the queries, after knocking the student off its (already close) teacher initialisation."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.query_encoder.encoder.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    targets = model.encode_documents(queries)
+    return QueryAlignmentDataset(queries[:240], targets[:240]), QueryAlignmentDataset(queries[240:], targets[240:])
+
+
+@pytest.mark.parametrize("loss", ["mse", "cosine"])
+def test_training_aligns_student_and_leaves_teacher_untouched(tiny_student, queries, tmp_path, loss):
+    train, held_out = make_datasets(tiny_student, queries)
+    teacher_before = {k: v.clone() for k, v in tiny_student.document_encoder.state_dict().items()}
+    trainer = EmbeddingAlignmentTrainer(
+        tiny_student, make_args(tmp_path, loss=loss), train_dataset=train, eval_dataset=held_out
+    )
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_loss"] < before["eval_loss"]
+    assert after["eval_mean_cosine"] > before["eval_mean_cosine"]
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    for key, value in tiny_student.document_encoder.state_dict().items():
+        assert torch.equal(value, teacher_before[key]), key
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in tiny_student.query_encoder.parameters()}
+    trainer.save_model()
+    reloaded = AsymmetricDualEncoder.from_pretrained(tmp_path / "run")
+    torch.testing.assert_close(reloaded.encode_queries(queries[:5]), tiny_student.encode_queries(queries[:5]))
+    assert (tmp_path / "run" / "checkpoint-12" / "modeling_asymmetric.py").is_file()
+
+
+def test_eval_cosine_matches_direct_computation(tiny_student, queries, tmp_path):
+    train, held_out = make_datasets(tiny_student, queries)
+    trainer = EmbeddingAlignmentTrainer(tiny_student, make_args(tmp_path), train_dataset=train, eval_dataset=held_out)
+    metrics = trainer.evaluate()
+    student = tiny_student.encode_queries(held_out.texts)
+    expected = torch.nn.functional.cosine_similarity(student, held_out.teacher_embeddings).mean().item()
+    assert metrics["eval_mean_cosine"] == pytest.approx(expected, abs=1e-5)
+    expected_loss = torch.nn.functional.mse_loss(student, held_out.teacher_embeddings).item()
+    assert metrics["eval_loss"] == pytest.approx(expected_loss, rel=1e-3)
+
+
+def test_resume_from_checkpoint(tiny_student, queries, tmp_path):
+    train, held_out = make_datasets(tiny_student, queries)
+    EmbeddingAlignmentTrainer(
+        tiny_student, make_args(tmp_path, max_steps=6, eval_strategy="no"), train_dataset=train
+    ).train()
+    args = make_args(tmp_path, resume_from_checkpoint="true", eval_strategy="no")
+    assert args.resume_from_checkpoint is True
+    trainer = EmbeddingAlignmentTrainer(
+        AsymmetricDualEncoder.from_pretrained(tmp_path / "run" / "checkpoint-6"), args, train_dataset=train
+    )
+    trainer.train(resume_from_checkpoint=True)
+    assert trainer.state.global_step == 12
+    # the history restored from checkpoint-6 continues: steps 4 (first run), 8 and 12 (resumed run)
+    assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == [4, 8, 12]
+
+
+def test_output_dir_with_a_run_is_protected(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    make_args(tmp_path)  # unrelated files are fine
+    (tmp_path / "run" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="already holds a run; pass --overwrite_output_dir"):
+        make_args(tmp_path)
+    assert (tmp_path / "run" / "config.json").read_text() == "{}"
+    make_args(tmp_path, overwrite_output_dir=True)
+    make_args(tmp_path, resume_from_checkpoint="true")
+
+
+def test_unknown_loss_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="Unknown loss 'kl'"):
+        make_args(tmp_path, loss="kl")
