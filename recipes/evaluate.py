@@ -1,0 +1,51 @@
+"""Score students on BEIR/MTEB retrieval against their teacher (nDCG@10 retention, as in the paper).
+
+    python recipes/evaluate.py --model out/minilm-2L --tasks scifact msmarco-sub5k --data_dir ../shared/data/beir \
+        --output_dir out/minilm-2L/eval
+
+Queries are encoded by the student, documents by the frozen teacher; document embeddings and the teacher's own scores
+are cached, so a second student (or `--model a b c`) re-encodes only queries.
+"""
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hfdistill.cli import parse_args
+from hfdistill.evaluation import evaluate_student, format_report, load_student, resolve_task
+
+
+@dataclass
+class EvaluationArguments:
+    model: list[str] = field(metadata={"help": "Student paths or Hub ids (several share one document encoding)."})
+    tasks: list[str] = field(
+        default_factory=lambda: ["scifact", "msmarco-sub5k"],
+        metadata={"help": "Folders under --data_dir, or mteb retrieval task names (e.g. SciFact, NFCorpus)."},
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Folder of BEIR-format datasets."})
+    output_dir: str = field(default="out/eval", metadata={"help": "Where eval_results.json is written."})
+    cache_dir: str = field(default="~/.cache/hfdistill/embeddings", metadata={"help": "Teacher embedding cache."})
+    batch_size: int = field(default=64, metadata={"help": "Encoding batch size."})
+
+
+def main(args: EvaluationArguments) -> list[dict]:
+    tasks = [resolve_task(name, args.data_dir) for name in args.tasks]  # fail on a bad task before loading models
+    reports = []
+    for name in args.model:
+        model = load_student(name)
+        report = evaluate_student(model, name, tasks, args.cache_dir, args.batch_size)
+        print(format_report(report))
+        out = Path(args.output_dir)
+        if len(args.model) > 1:
+            out = out / re.sub(r"[^\w.-]+", "_", name).strip("_")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval_results.json").write_text(json.dumps(report, indent=2))
+        reports.append(report)
+    return reports
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    main(*parse_args((EvaluationArguments,)))

@@ -1,0 +1,211 @@
+import json
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hfdistill.evaluation import (
+    AsymmetricEncoder,
+    LocalBeirRetrieval,
+    evaluate_student,
+    load_student,
+    read_beir_folder,
+    resolve_task,
+    teacher_scores,
+)
+from tests.conftest import WORDS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_beir(folder: Path, num_docs: int = 60, num_queries: int = 12, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    docs = {f"d{i}": " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 15))) for i in range(num_docs)}
+    with open(folder / "corpus.jsonl", "w") as f:
+        for doc_id, text in docs.items():
+            f.write(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n")
+    qrels = {}
+    with open(folder / "queries.jsonl", "w") as f:
+        for i in range(num_queries):
+            relevant = rng.sample(sorted(docs), 2)
+            qrels[f"q{i}"] = relevant
+            words = docs[relevant[0]].split()[:4]
+            f.write(json.dumps({"_id": f"q{i}", "text": " ".join(words)}) + "\n")
+    with open(folder / "qrels" / "test.tsv", "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, relevant in qrels.items():
+            f.write("".join(f"{qid}\t{d}\t1\n" for d in relevant))
+    return folder
+
+
+def hand_ndcg_at_10(query_embeddings, doc_embeddings, query_ids, doc_ids, qrels) -> float:
+    """nDCG@10 with binary gains, computed from scratch."""
+    scores = query_embeddings @ doc_embeddings.T
+    total = 0.0
+    for row, qid in enumerate(query_ids):
+        ranking = [doc_ids[j] for j in scores[row].argsort(descending=True)[:10].tolist()]
+        dcg = sum(qrels[qid].get(d, 0) / math.log2(rank + 2) for rank, d in enumerate(ranking))
+        ideal = sorted(qrels[qid].values(), reverse=True)[:10]
+        total += dcg / sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
+    return total / len(query_ids)
+
+
+@pytest.fixture
+def beir(tmp_path) -> Path:
+    return write_beir(tmp_path / "tinybeir")
+
+
+def test_ndcg_matches_a_hand_computation(tiny_student, beir, tmp_path):
+    report = evaluate_student(tiny_student, "tiny", [LocalBeirRetrieval.from_folder(beir)], tmp_path / "cache")
+    data = read_beir_folder(beir)
+    query_ids, doc_ids = list(data["queries"]), list(data["corpus"])
+    docs = tiny_student.encode_documents([data["corpus"][d]["text"] for d in doc_ids])
+    for role, queries in (
+        ("student", tiny_student.encode_queries(list(data["queries"].values()))),
+        ("teacher", tiny_student.encode_documents(list(data["queries"].values()))),
+    ):
+        expected = hand_ndcg_at_10(queries, docs, query_ids, doc_ids, data["qrels"])
+        assert report["tasks"]["tinybeir"][role]["ndcg_at_10"] == pytest.approx(expected, abs=1e-4)
+    task = report["tasks"]["tinybeir"]
+    assert task["retention"] == pytest.approx(task["student"]["ndcg_at_10"] / task["teacher"]["ndcg_at_10"])
+    assert report["mean_retention"] == pytest.approx(task["retention"])
+    assert report["student_layers"] == [0, 3]
+
+
+def test_documents_and_teacher_scores_are_cached(tiny_student, beir, tmp_path):
+    cache = tmp_path / "cache"
+    first = evaluate_student(tiny_student, "tiny", [LocalBeirRetrieval.from_folder(beir)], cache)
+    assert len(list(cache.glob("teacher-scores-*.json"))) == 1
+    documents = list(cache.glob("teacher-embeddings-*.safetensors"))
+    assert len(documents) == 2  # the corpus, and the queries as the teacher embeds them
+    # a second student of the same teacher: the teacher never runs again
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in tiny_student.query_encoder.encoder.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    tiny_student.document_encoder.forward = None
+    second = evaluate_student(tiny_student, "tiny2", [LocalBeirRetrieval.from_folder(beir)], cache)
+    assert second["tasks"]["tinybeir"]["teacher"] == first["tasks"]["tinybeir"]["teacher"]
+    assert second["tasks"]["tinybeir"]["student"] != first["tasks"]["tinybeir"]["student"]
+
+
+def test_changed_dataset_is_not_served_from_cache(tiny_student, tmp_path):
+    cache = tmp_path / "cache"
+    teacher_scores(tiny_student, LocalBeirRetrieval.from_folder(write_beir(tmp_path / "a", seed=0)), cache)
+    teacher_scores(tiny_student, LocalBeirRetrieval.from_folder(write_beir(tmp_path / "a", seed=1)), cache)
+    assert len(list(cache.glob("teacher-scores-*.json"))) == 2
+
+
+def test_corrupt_teacher_scores_are_recomputed(tiny_student, beir, tmp_path):
+    task = LocalBeirRetrieval.from_folder(beir)
+    good = teacher_scores(tiny_student, task, tmp_path)
+    (path,) = tmp_path.glob("teacher-scores-*.json")
+    path.write_text("{not json")
+    assert teacher_scores(tiny_student, task, tmp_path) == good
+
+
+def test_encoder_routes_by_prompt_type(tiny_student, tmp_path):
+    from mteb.types import PromptType
+
+    texts = ["what is dense retrieval", "the cat"]
+    encoder = AsymmetricEncoder(tiny_student, "tiny", cache_dir=tmp_path)
+    as_query = encoder.encode(
+        [{"text": texts}], task_metadata=None, hf_split="test", hf_subset="default", prompt_type=PromptType.query
+    )
+    as_document = encoder.encode(
+        [{"text": texts}], task_metadata=None, hf_split="test", hf_subset="default", prompt_type=PromptType.document
+    )
+    torch.testing.assert_close(torch.from_numpy(as_query), tiny_student.encode_queries(texts))
+    torch.testing.assert_close(torch.from_numpy(as_document), tiny_student.encode_documents(texts))
+
+
+def test_bad_inputs(tiny_teacher, beir, tmp_path):
+    with pytest.raises(ValueError, match="Unknown task 'nosuchtask'"):
+        resolve_task("nosuchtask", tmp_path)
+    (beir / "queries.jsonl").rename(tmp_path / "q.jsonl")
+    with pytest.raises(FileNotFoundError, match=r"lacks \['queries.jsonl'\]"):
+        read_beir_folder(beir)
+    (tmp_path / "q.jsonl").rename(beir / "queries.jsonl")
+    with open(beir / "qrels" / "test.tsv", "a") as f:
+        f.write("q0\tmissing-doc\t1\n")
+    with pytest.raises(ValueError, match="names unknown ids.*missing-doc"):
+        read_beir_folder(beir)
+    empty = write_beir(tmp_path / "empty")
+    (empty / "corpus.jsonl").write_text("")
+    with pytest.raises(ValueError, match="the corpus is empty"):
+        read_beir_folder(empty)
+    with pytest.raises(ValueError, match="is not an hfdistill student \\(model_type='bert'\\)"):
+        load_student(tiny_teacher)
+
+
+def test_evaluate_recipe_several_students(tiny_student, beir, tmp_path):
+    for name in ("s1", "s2"):
+        tiny_student.save_pretrained(tmp_path / name)
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "recipes/evaluate.py",
+            "--model",
+            str(tmp_path / "s1"),
+            str(tmp_path / "s2"),
+            "--tasks",
+            "tinybeir",
+            "--data_dir",
+            str(beir.parent),
+            "--output_dir",
+            str(out),
+            "--cache_dir",
+            str(tmp_path / "c"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "mean retention" in result.stdout
+    reports = sorted(out.glob("*/eval_results.json"))
+    assert len(reports) == 2
+    report = json.loads(reports[0].read_text())
+    assert set(report) == {"teacher", "student", "student_layers", "tasks", "mean_retention"}
+    assert set(report["tasks"]["tinybeir"]) >= {"teacher", "student", "retention"}
+    assert set(report["tasks"]["tinybeir"]["student"]) == {"ndcg_at_10", "recall_at_100", "mrr_at_10"}
+
+
+@pytest.mark.slow
+def test_teacher_ndcg_equals_plain_mteb_on_real_scifact(minilm, tmp_path):
+    """hfdistill's teacher score equals mteb's own evaluation of the teacher as a plain SentenceTransformer."""
+    import gzip
+
+    import mteb
+    from sentence_transformers import SentenceTransformer
+
+    from hfdistill import AsymmetricDualEncoder
+    from tests.conftest import SHARED
+
+    source, subset = SHARED / "data" / "beir" / "scifact", tmp_path / "scifact-subset"
+    (subset / "qrels").mkdir(parents=True)
+    rows = (source / "qrels" / "test.tsv").read_text().splitlines()
+    qrels = rows[1:][:40]
+    wanted = {row.split("\t")[1] for row in qrels}
+    with gzip.open(source / "corpus.jsonl.gz", "rt") as f:
+        corpus = [json.loads(line) for line in f]
+    keep = [d for d in corpus if d["_id"] in wanted] + random.Random(0).sample(corpus, 200)
+    (subset / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in {d["_id"]: d for d in keep}.values()))
+    qids = {row.split("\t")[0] for row in qrels}
+    queries = [line for line in (source / "queries.jsonl").read_text().splitlines() if json.loads(line)["_id"] in qids]
+    (subset / "queries.jsonl").write_text("\n".join(queries) + "\n")
+    (subset / "qrels" / "test.tsv").write_text("\n".join(rows[:1] + qrels) + "\n")
+
+    student = AsymmetricDualEncoder.from_teacher(minilm, [0, 5])
+    ours = teacher_scores(student, LocalBeirRetrieval.from_folder(subset), tmp_path / "cache")
+    plain = mteb.evaluate(
+        SentenceTransformer(minilm, device="cpu"), LocalBeirRetrieval.from_folder(subset), cache=None
+    )
+    assert ours["ndcg_at_10"] == pytest.approx(plain.task_results[0].scores["test"][0]["ndcg_at_10"], abs=1e-4)
+    assert 0.3 < ours["ndcg_at_10"] <= 1.0
