@@ -1,4 +1,4 @@
-"""Retrieval evaluation through mteb: queries go to the student, documents to the (cached) teacher; retention report."""
+"""Retrieval evaluation through mteb: queries go to the student, documents to the cached teacher; retention report."""
 
 import gzip
 import hashlib
@@ -95,7 +95,8 @@ def read_beir_folder(folder: str | Path) -> dict:
     unknown_docs = sorted({d for docs in qrels.values() for d in docs} - set(corpus))
     if unknown_queries or unknown_docs:
         raise ValueError(
-            f"{paths['qrels/test.tsv']} names unknown ids: queries {unknown_queries[:5]}, documents {unknown_docs[:5]}."
+            f"{paths['qrels/test.tsv']} names unknown ids: queries {unknown_queries[:5]}, "
+            f"documents {unknown_docs[:5]}."
         )
     if not qrels:
         raise ValueError(f"{paths['qrels/test.tsv']} has no judgements.")
