@@ -128,9 +128,10 @@ class AsymmetricDualEncoder(PreTrainedModel):
         if isinstance(texts, str):
             texts = [texts]
         was_training = self.training
-        self.eval()
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out = [None] * len(texts)
+        if was_training:
+            self.eval()
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths batch with little padding
+        out = torch.empty(len(texts), self.config.teacher_config.hidden_size)
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not show_progress_bar):
             idx = order[start : start + batch_size]
             batch = self.tokenizer(
@@ -140,15 +141,11 @@ class AsymmetricDualEncoder(PreTrainedModel):
                 max_length=self.config.max_length,
                 return_tensors="pt",
             ).to(self.device)
-            embeds = self._embed(
-                encoder, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
-            ).float()
-            for row, i in enumerate(idx):
-                out[i] = embeds[row]
-        self.train(was_training)
-        if not out:
-            return torch.empty(0, self.config.teacher_config.hidden_size)
-        return torch.stack(out).cpu()
+            embeds = self._embed(encoder, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            out[idx] = embeds.float().cpu()
+        if was_training:
+            self.train()
+        return out
 
     def encode_queries(self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False):
         """Embed queries with the student: a `(n, d)` float tensor on CPU."""

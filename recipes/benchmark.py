@@ -1,0 +1,52 @@
+"""Benchmark query-encoding speed of a student against its teacher, side by side on real MS MARCO dev queries.
+
+python recipes/benchmark.py --model out/minilm-2L --output_dir out/minilm-2L --threads 2
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hfdistill.benchmark import measure_speed
+from hfdistill.cli import parse_args
+from hfdistill.data import load_queries
+from hfdistill.evaluation import load_student
+
+
+@dataclass
+class BenchmarkArguments:
+    model: str = field(metadata={"help": "Student path or Hub id."})
+    queries: str = field(
+        default="../shared/data/msmarco/queries.dev.small.tsv.gz", metadata={"help": "Queries (qid<TAB>text)."}
+    )
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's choice)."})
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128], metadata={"help": "Batch sizes."})
+    repeats: int = field(default=5, metadata={"help": "Timed passes per batch size (median reported)."})
+    output_dir: str = field(default="out/benchmark", metadata={"help": "Where speed_results.json is written."})
+
+
+def main(args: BenchmarkArguments) -> dict:
+    model = load_student(args.model).to(args.device)
+    queries = load_queries(args.queries)
+    results = measure_speed(model, queries, tuple(args.batch_sizes), args.repeats, args.threads)
+    results["model"] = args.model
+    print(f"{args.model} vs {results['teacher']} on {results['device']}, {results['threads']} threads")
+    print(f"{'batch':>6}{'teacher q/s':>14}{'student q/s':>14}{'speed-up':>10}")
+    for batch_size, row in results["throughput_qps"].items():
+        ratio = results["speedup"]["throughput"][batch_size]
+        print(f"{batch_size:>6}{row['teacher']:>14.1f}{row['student']:>14.1f}{ratio:>9.2f}x")
+    latency = results["latency_batch1"]
+    print(
+        f"batch-1 latency p50: teacher {latency['teacher']['p50_ms']:.2f} ms, student "
+        f"{latency['student']['p50_ms']:.2f} ms ({results['speedup']['latency_p50']:.2f}x lower)"
+    )
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(args.output_dir) / "speed_results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    main(*parse_args((BenchmarkArguments,)))

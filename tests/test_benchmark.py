@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hfdistill.benchmark import measure_speed, speedups
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_speedups_are_student_over_teacher():
+    throughput = {"1": {"teacher": 10.0, "student": 40.0}, "32": {"teacher": 100.0, "student": 550.0}}
+    latency = {"teacher": {"p50_ms": 12.0, "p99_ms": 30.0}, "student": {"p50_ms": 3.0, "p99_ms": 10.0}}
+    assert speedups(throughput, latency) == {
+        "throughput": {"1": 4.0, "32": 5.5},
+        "latency_p50": 4.0,
+        "latency_p99": 3.0,
+    }
+
+
+def test_measure_speed_schema(tiny_student, queries):
+    results = measure_speed(tiny_student, queries, batch_sizes=(1, 8), repeats=2, num_threads=1, latency_queries=10)
+    assert results["threads"] == 1 and results["student_layers"] == [0, 3] and results["repeats"] == 2
+    assert set(results["throughput_qps"]) == {"1", "8"}
+    for batch_size, row in results["throughput_qps"].items():
+        assert row["teacher"] > 0 and row["student"] > 0
+        assert results["speedup"]["throughput"][batch_size] == pytest.approx(row["student"] / row["teacher"])
+    latency = results["latency_batch1"]
+    assert latency["student"]["p50_ms"] <= latency["student"]["p99_ms"]
+    assert results["speedup"]["latency_p50"] == pytest.approx(
+        latency["teacher"]["p50_ms"] / latency["student"]["p50_ms"]
+    )
+    with pytest.raises(ValueError, match="No queries"):
+        measure_speed(tiny_student, [])
+
+
+def test_benchmark_recipe_writes_json(tiny_student, queries, tmp_path):
+    tiny_student.save_pretrained(tmp_path / "student")
+    (tmp_path / "q.tsv").write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(queries)))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "recipes/benchmark.py",
+            "--model",
+            str(tmp_path / "student"),
+            "--queries",
+            str(tmp_path / "q.tsv"),
+            "--batch_sizes",
+            "1",
+            "4",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "speed-up" in result.stdout
+    saved = json.loads((tmp_path / "out" / "speed_results.json").read_text())
+    assert saved["model"] == str(tmp_path / "student") and set(saved["throughput_qps"]) == {"1", "4"}
