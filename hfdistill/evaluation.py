@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import mteb
+import torch
 from datasets import Dataset
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.task_metadata import TaskMetadata
@@ -17,6 +18,7 @@ from mteb.types import PromptType
 from transformers import PreTrainedConfig
 
 from .data import cached_teacher_embeddings, fingerprint, teacher_fingerprint
+from .metrics import RETRIEVAL_NDCG
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 logger = logging.getLogger(__name__)
@@ -253,3 +255,51 @@ def format_report(report: dict) -> str:
         )
     lines.append(f"{'mean retention':<52}{report['mean_retention']:>11.1%}")
     return "\n".join(lines)
+
+
+def document_text(document: dict) -> str:
+    """A document as mteb feeds it to encoders: title and text joined."""
+    title, text = document.get("title") or "", document.get("text") or ""
+    return f"{title} {text}".strip() if title else text.strip()
+
+
+class RetrievalEvaluator:
+    """nDCG@10 and retention of the student during training on a BEIR-format folder.
+
+    Documents and the teacher's queries are encoded once (cached like in `evaluate_student`); each call encodes only
+    the student's queries, searches exactly, and scores the run with the shipped `evaluate` metric.
+    """
+
+    def __init__(self, folder: str | Path, cache_dir: str | Path, batch_size: int = 64, top_k: int = 100):
+        self.data = read_beir_folder(folder)
+        self.doc_ids = list(self.data["corpus"])
+        self.doc_texts = [document_text(self.data["corpus"][d]) for d in self.doc_ids]
+        self.query_texts = list(self.data["queries"].values())
+        self.references = [
+            {"doc_ids": list(qrels), "relevance": list(qrels.values())} for qrels in self.data["qrels"].values()
+        ]
+        self.cache_dir, self.batch_size, self.top_k = cache_dir, batch_size, top_k
+        import evaluate  # here, not at the top: recipes/evaluate.py shadows the library for recipes run as scripts
+
+        self.metric = evaluate.load(RETRIEVAL_NDCG)
+
+    def _scores(self, model: AsymmetricDualEncoder, queries: torch.Tensor) -> dict[str, float]:
+        documents = cached_teacher_embeddings(model, self.doc_texts, self.cache_dir, self.batch_size)
+        if model.config.similarity == "cosine":
+            queries, documents = (torch.nn.functional.normalize(x, dim=-1) for x in (queries, documents))
+        top = (queries @ documents.T).topk(min(self.top_k, len(self.doc_ids)), dim=-1)
+        predictions = [
+            {"doc_ids": [self.doc_ids[j] for j in indices], "scores": scores}
+            for scores, indices in zip(top.values.tolist(), top.indices.tolist())
+        ]
+        return self.metric.compute(predictions=predictions, references=self.references)
+
+    def __call__(self, model: AsymmetricDualEncoder) -> dict[str, float]:
+        teacher_queries = cached_teacher_embeddings(model, self.query_texts, self.cache_dir, self.batch_size)
+        teacher = self._scores(model, teacher_queries)["ndcg_at_10"]
+        student = self._scores(model, model.encode_queries(self.query_texts, self.batch_size))["ndcg_at_10"]
+        return {
+            "ndcg_at_10": student,
+            "teacher_ndcg_at_10": teacher,
+            "retention": student / teacher if teacher else 0.0,
+        }

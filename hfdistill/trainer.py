@@ -4,6 +4,7 @@ import numpy as np
 from transformers import EvalPrediction, Trainer
 
 from .data import AlignmentCollator
+from .evaluation import RetrievalEvaluator
 from .losses import alignment_loss
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .training_args import AlignmentTrainingArguments
@@ -48,6 +49,21 @@ class EmbeddingAlignmentTrainer(Trainer):
         )
         # The loss is a per-batch mean: let Trainer scale it for gradient accumulation.
         self.model_accepts_loss_kwargs = False
+        self.retrieval_evaluator = (
+            RetrievalEvaluator(args.retrieval_eval_dir, args.retrieval_cache_dir, args.per_device_eval_batch_size)
+            if args.retrieval_eval_dir
+            else None
+        )
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """Adds the student's retrieval nDCG@10 and retention to the alignment metrics, as the paper tracks them."""
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        if self.retrieval_evaluator is not None:
+            scores = self.retrieval_evaluator(self.accelerator.unwrap_model(self.model))
+            output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in scores.items()})
+        return output
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)

@@ -78,6 +78,10 @@ class AlignmentTrainingArguments(TrainingArguments):
     Args:
         loss (`str`): `mse` (paper), `cosine`, `mse+cosine` or `l2` between student and teacher embeddings.
         overwrite_output_dir (`bool`): allow writing into an output directory that already holds a run.
+        retrieval_eval_dir (`str`, *optional*): BEIR-format folder (`corpus.jsonl[.gz]`, `queries.jsonl`,
+            `qrels/test.tsv`); every evaluation then also logs the student's `eval_ndcg_at_10` and `eval_retention`,
+            usable as `metric_for_best_model`.
+        retrieval_cache_dir (`str`): where the teacher's document embeddings for that folder are cached.
     """
 
     loss: str = field(default="mse", metadata={"help": f"Alignment loss: {LOSSES}."})
@@ -94,6 +98,13 @@ class AlignmentTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the collator needs the raw query text."}
     )
+    retrieval_eval_dir: str | None = field(
+        default=None,
+        metadata={"help": "BEIR-format folder: log eval_ndcg_at_10 and eval_retention at every evaluation."},
+    )
+    retrieval_cache_dir: str = field(
+        default="~/.cache/hfdistill/embeddings", metadata={"help": "Cache of the teacher's retrieval embeddings."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -101,6 +112,8 @@ class AlignmentTrainingArguments(TrainingArguments):
             raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
         if self.label_names is None:
             self.label_names = ["teacher_embeddings"]
+        if self.retrieval_eval_dir is not None and not Path(self.retrieval_eval_dir).is_dir():
+            raise FileNotFoundError(f"retrieval_eval_dir {self.retrieval_eval_dir!r} is not a folder.")
         if self.resume_from_checkpoint in ("true", "True", "last"):
             self.resume_from_checkpoint = True
         holds_run = Path(self.output_dir).is_dir() and any(

@@ -6,6 +6,11 @@ Any option of the config can be overridden on the command line (`--key value`); 
 """
 
 import logging
+import sys
+from pathlib import Path
+
+# This folder's evaluate.py would shadow the `evaluate` library that retrieval evaluation during training loads.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from accelerate import PartialState
 

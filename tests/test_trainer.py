@@ -102,3 +102,38 @@ def test_output_dir_with_a_run_is_protected(tmp_path):
 def test_unknown_loss_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="Unknown loss 'kl'"):
         make_args(tmp_path, loss="kl")
+
+
+def test_retrieval_metrics_during_training_agree_with_mteb(tiny_student, queries, tmp_path):
+    from hfdistill.evaluation import LocalBeirRetrieval, evaluate_student
+    from tests.test_evaluation import write_beir
+
+    beir = write_beir(tmp_path / "beir")
+    train, held_out = make_datasets(tiny_student, queries)
+    args = make_args(
+        tmp_path,
+        retrieval_eval_dir=str(beir),
+        retrieval_cache_dir=str(tmp_path / "cache"),
+        metric_for_best_model="retention",
+        load_best_model_at_end=True,
+        max_steps=6,
+        eval_steps=3,
+        save_steps=3,
+    )
+    trainer = EmbeddingAlignmentTrainer(tiny_student, args, train_dataset=train, eval_dataset=held_out)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "eval_retention" in entry]
+    assert len(logged) == 2 and all("eval_loss" in entry and "eval_ndcg_at_10" in entry for entry in logged)
+    metrics = trainer.evaluate()
+    report = evaluate_student(tiny_student, "tiny", [LocalBeirRetrieval.from_folder(beir)], tmp_path / "cache")
+    assert metrics["eval_ndcg_at_10"] == pytest.approx(report["tasks"]["beir"]["student"]["ndcg_at_10"], abs=1e-4)
+    assert metrics["eval_teacher_ndcg_at_10"] == pytest.approx(
+        report["tasks"]["beir"]["teacher"]["ndcg_at_10"], abs=1e-4
+    )
+    assert metrics["eval_retention"] == pytest.approx(report["mean_retention"], abs=1e-3)
+    assert trainer.state.best_metric == max(entry["eval_retention"] for entry in logged)
+
+
+def test_missing_retrieval_eval_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="retrieval_eval_dir .* is not a folder"):
+        make_args(tmp_path, retrieval_eval_dir=str(tmp_path / "nope"))
