@@ -6,6 +6,7 @@ only) so that `register_for_auto_class` can copy it for `trust_remote_code` load
 """
 
 import re
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -154,6 +155,46 @@ class AsymmetricDualEncoder(PreTrainedModel):
     def encode_documents(self, documents: list[str], batch_size: int = 32, show_progress_bar: bool = False):
         """Embed documents (or any text) with the frozen teacher: a `(n, d)` float tensor on CPU."""
         return self._encode(self.document_encoder, documents, batch_size, show_progress_bar, "Encoding documents")
+
+    def to_sentence_transformer(self):
+        """A `SentenceTransformer` whose `Router` sends queries to the student and documents to the teacher.
+
+        `encode_query` / `encode_document` (and mteb's prompt types) then give the same numbers as
+        `encode_queries` / `encode_documents`.
+        """
+        try:
+            from sentence_transformers import SentenceTransformer
+            from sentence_transformers.sentence_transformer.modules import (
+                Dense,
+                Normalize,
+                Pooling,
+                Router,
+                Transformer,
+            )
+        except ImportError as error:
+            raise ImportError("to_sentence_transformer needs `pip install sentence-transformers`.") from error
+
+        with tempfile.TemporaryDirectory() as tmp:
+
+            def route(name: str, encoder: nn.Module, projection: nn.Linear | None) -> list:
+                encoder.save_pretrained(f"{tmp}/{name}")
+                self.tokenizer.save_pretrained(f"{tmp}/{name}")
+                transformer = Transformer(f"{tmp}/{name}", max_seq_length=self.config.max_length)
+                modules = [
+                    transformer,
+                    Pooling(transformer.get_embedding_dimension(), pooling_mode=self.config.pooling),
+                ]
+                if projection is not None:
+                    dense = Dense(projection.in_features, projection.out_features, activation_function=nn.Identity())
+                    dense.linear.load_state_dict(projection.state_dict())
+                    modules.append(dense)
+                return modules + [Normalize()] if self.config.normalize else modules
+
+            router = Router.for_query_document(
+                route("query", self.query_encoder, self.query_projection),
+                route("document", self.document_encoder, None),
+            )
+            return SentenceTransformer(modules=[router], similarity_fn_name=self.config.similarity, device=self.device)
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         super().save_pretrained(save_directory, *args, **kwargs)

@@ -1,11 +1,15 @@
 """Trainer that aligns the student's query embeddings with the frozen teacher's (Trainer hooks, no custom loop)."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 from transformers import EvalPrediction, Trainer
 
 from .data import AlignmentCollator
 from .evaluation import RetrievalEvaluator
 from .losses import alignment_loss
+from .model_card import write_model_card
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .training_args import AlignmentTrainingArguments
 
@@ -71,3 +75,17 @@ class EmbeddingAlignmentTrainer(Trainer):
         outputs = model(**inputs)
         loss = alignment_loss(outputs.query_embeds, teacher_embeddings, self.args.loss)
         return (loss, outputs) if return_outputs else loss
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """hfdistill's card (teacher, layers, results found in output_dir) instead of Trainer's default one."""
+        if self.is_world_process_zero():
+            model = self.accelerator.unwrap_model(self.model)
+            write_model_card(model, self.args.output_dir, getattr(self, "hub_model_id", None))
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Checkpoint pushes copy only weights and config: add the custom code files and the card."""
+        if self.is_world_process_zero():
+            for code in Path(checkpoint_folder).glob("*.py"):
+                shutil.copy(code, self.args.output_dir)
+            self.create_model_card()
+        super()._push_from_checkpoint(checkpoint_folder)

@@ -5,6 +5,7 @@
 Any option of the config can be overridden on the command line (`--key value`); see `--help`.
 """
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from accelerate import PartialState
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.cli import parse_args
 from hfdistill.data import QueryAlignmentDataset, cached_teacher_embeddings, load_queries, split_queries
+from hfdistill.model_card import TRAINING_RECORD, write_model_card
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
 
@@ -54,6 +56,22 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     metrics = trainer.evaluate()
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("alignment", metrics)
+    if trainer.is_world_process_zero():
+        record = {
+            "train_queries": data_args.train_queries,
+            "num_train_queries": len(train_texts),
+            "num_eval_queries": len(eval_texts),
+            "loss": training_args.loss,
+            "learning_rate": training_args.learning_rate,
+            "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
+            "warmup_steps": training_args.warmup_steps,
+            "num_train_epochs": training_args.num_train_epochs,
+            "global_steps": trainer.state.global_step,
+            "untrained_mean_cosine": untrained["untrained_mean_cosine"],
+            "mean_cosine": metrics["eval_mean_cosine"],
+        }
+        Path(training_args.output_dir, TRAINING_RECORD).write_text(json.dumps(record, indent=2))
+        write_model_card(model, training_args.output_dir, training_args.hub_model_id)
     if training_args.push_to_hub:
         trainer.push_to_hub()
 

@@ -1,0 +1,100 @@
+"""Publishing a student to the Hub: one commit of safetensors weights, config, tokenizer, code, card and results.
+
+Transient failures (5xx, dropped connections) are retried by huggingface_hub; authentication problems and exhausted
+retries raise a `PushError` that says what to do. The local model folder is never modified: files are staged in a
+temporary copy.
+"""
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
+from .model_card import write_model_card
+from .modeling_asymmetric import AsymmetricDualEncoder
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_PATTERNS = [
+    "*.safetensors", "config.json", "*.py", "README.md", "tokenizer*", "vocab.txt", "merges.txt",
+    "special_tokens_map.json", "sentencepiece.bpe.model", "eval_results.json", "speed_results.json",
+    "distillation.json", "modules.json", "router_config.json", "config_sentence_transformers.json",
+    "query_*/*", "document_*/*",
+]  # fmt: skip
+LOGIN_HELP = "log in with `hf auth login` (or set HF_TOKEN) using a token with write access"
+
+
+class PushError(RuntimeError):
+    """A push that cannot succeed as asked; the message says how to fix it."""
+
+
+def stage_for_hub(model: AsymmetricDualEncoder, model_dir: str | Path, staging: Path, repo_id: str, st: bool) -> None:
+    """Copy what a Hub repo needs into `staging`: the student, its results, a sentence-transformers view, a card."""
+    model_dir = Path(model_dir)
+    for path in model_dir.iterdir():
+        if path.is_file() and not path.name.endswith((".bin", ".pt", ".pth")):
+            shutil.copy2(path, staging / path.name)
+    if st:
+        model.to_sentence_transformer().save_pretrained(str(staging))
+    write_model_card(model, staging, repo_id)
+
+
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload hfdistill student",
+) -> str:
+    """Create the repo (and branch) if needed and upload the folder in one commit; returns the commit URL.
+
+    huggingface_hub already retries 5xx answers and dropped connections with backoff; what still fails is reported
+    as a `PushError` saying what to do.
+    """
+    token = token or get_token()
+    if token is None:
+        raise PushError(f"No Hugging Face token found for pushing to {repo_id!r}: {LOGIN_HELP}.")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            revision=revision,
+            allow_patterns=UPLOAD_PATTERNS,
+            commit_message=commit_message,
+        )
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        if status in (401, 403):
+            raise PushError(f"The Hub refused pushing to {repo_id!r} (HTTP {status}): {LOGIN_HELP}.") from None
+        raise PushError(f"Pushing to {repo_id!r} failed after retries (HTTP {status}): {error}") from None
+    except Exception as error:
+        # connection errors that outlived huggingface_hub's retries: OSError or its HTTP client's TransportError
+        if isinstance(error, OSError) or any(cls.__name__ == "TransportError" for cls in type(error).__mro__):
+            raise PushError(f"Pushing to {repo_id!r} failed after retries: {error}") from None
+        raise
+    return commit.commit_url
+
+
+def push_to_hub(
+    model_dir: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    sentence_transformers: bool = True,
+    **push_kwargs,
+) -> str:
+    """Publish the student saved in `model_dir`: weights, config, tokenizer, code, card, results in one commit."""
+    from .evaluation import load_student
+
+    model = load_student(str(model_dir))
+    with tempfile.TemporaryDirectory() as staging:
+        stage_for_hub(model, model_dir, Path(staging), repo_id, sentence_transformers)
+        return push_folder(staging, repo_id, private=private, revision=revision, **push_kwargs)

@@ -1,0 +1,85 @@
+"""Model cards generated from a run's facts: config, parameter counts, training record, eval and speed results."""
+
+import json
+import logging
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .modeling_asymmetric import AsymmetricDualEncoder
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+TRAINING_RECORD = "distillation.json"
+TAGS = ["hfdistill", "sentence-transformers", "feature-extraction", "mteb", "dense-retrieval", "query-encoder"]
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        logger.warning("Ignoring unreadable %s in the model card.", path)
+        return None
+
+
+def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None) -> ModelCard:
+    """The card of the student saved in `model_dir`, from its config and the JSON records found there."""
+    model_dir = Path(model_dir)
+    config = model.config
+    repo_id = repo_id or str(model_dir)
+    eval_results = _read_json(model_dir / "eval_results.json")
+    training = _read_json(model_dir / TRAINING_RECORD)
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        library_name="transformers",
+        pipeline_tag="feature-extraction",
+        base_model=config.teacher_name_or_path,
+        tags=TAGS,
+        datasets=[training["train_queries"]] if training and "/" in training["train_queries"] else None,
+        eval_results=[
+            EvalResult(
+                task_type="retrieval",
+                dataset_type=name,
+                dataset_name=name,
+                dataset_split="test",
+                metric_type="ndcg_at_10",
+                metric_value=round(task["student"]["ndcg_at_10"], 5),
+            )
+            for name, task in (eval_results or {}).get("tasks", {}).items()
+        ]
+        or None,
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        teacher=config.teacher_name_or_path,
+        teacher_revision=config.teacher_revision,
+        student_layers=list(config.student_layers),
+        num_student_layers=len(config.student_layers),
+        num_teacher_layers=config.teacher_config.num_hidden_layers,
+        pooling=config.pooling,
+        normalize=config.normalize,
+        similarity=config.similarity,
+        max_length=config.max_length,
+        student_parameters=sum(p.numel() for p in model.query_encoder.parameters())
+        + sum(p.numel() for p in (model.query_projection.parameters() if model.query_projection else [])),
+        teacher_parameters=sum(p.numel() for p in model.document_encoder.parameters()),
+        eval_results=eval_results,
+        speed_results=_read_json(model_dir / "speed_results.json"),
+        training=training,
+        has_sentence_transformers=(model_dir / "modules.json").is_file(),
+    )
+
+
+def write_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None) -> Path | None:
+    """Render and save README.md; a card problem is logged, never raised, so it cannot break training or a push."""
+    try:
+        path = Path(model_dir) / "README.md"
+        build_model_card(model, model_dir, repo_id).save(path)
+        return path
+    except Exception as error:  # noqa: BLE001 - the card is documentation, never a reason to fail
+        logger.warning("Could not write the model card in %s: %s", model_dir, error)
+        return None

@@ -1,0 +1,34 @@
+"""Publish a distilled student to the Hugging Face Hub (weights, config, tokenizer, code, card and results).
+
+python recipes/push.py --model out/minilm-2L --repo_id <user>/minilm-L2-query-encoder [--private] [--revision b]
+"""
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from hfdistill.cli import parse_args
+from hfdistill.hub import PushError, push_to_hub
+
+
+@dataclass
+class PushArguments:
+    model: str = field(metadata={"help": "Folder of the saved student."})
+    repo_id: str = field(metadata={"help": "Target repository, <user or org>/<name>."})
+    private: bool = field(default=False, metadata={"help": "Create the repository as private."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (created if missing)."})
+    sentence_transformers: bool = field(default=True, metadata={"help": "Also write a SentenceTransformer view."})
+
+
+def main(args: PushArguments) -> str:
+    url = push_to_hub(args.model, args.repo_id, args.private, args.revision, args.sentence_transformers)
+    print(f"Pushed {args.model} to {args.repo_id}: {url}")
+    return url
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        main(*parse_args((PushArguments,)))
+    except PushError as error:
+        sys.exit(f"error: {error}")
