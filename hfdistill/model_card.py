@@ -23,6 +23,11 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _is_hub_id(name: str) -> bool:
+    """A Hub dataset id (`owner/name`), not a local file the card metadata should not point to."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+
 def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     """The card of the student saved in `model_dir`, from its config and the JSON records found there."""
     model_dir = Path(model_dir)
@@ -36,7 +41,7 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         pipeline_tag="feature-extraction",
         base_model=config.teacher_name_or_path,
         tags=TAGS,
-        datasets=[training["train_queries"]] if training and "/" in training["train_queries"] else None,
+        datasets=[training["train_queries"]] if training and _is_hub_id(training["train_queries"]) else None,
         eval_results=[
             EvalResult(
                 task_type="retrieval",

@@ -63,7 +63,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "num_eval_queries": len(eval_texts),
             "loss": training_args.loss,
             "learning_rate": training_args.learning_rate,
-            "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
+            "batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes,
             "warmup_steps": training_args.warmup_steps,
             "num_train_epochs": training_args.num_train_epochs,
             "global_steps": trainer.state.global_step,

@@ -3,6 +3,8 @@
 import copy
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,33 @@ def real_queries() -> list[str]:
     from hfdistill.data import load_queries
 
     return load_queries(str(SHARED / "data" / "queries" / "train_queries.tsv.gz"))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SAVED_FILES = {
+    "config.json",
+    "model.safetensors",
+    "configuration_asymmetric.py",
+    "modeling_asymmetric.py",
+    "tokenizer.json",
+}
+
+
+def run_script(args: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `python <args>` from the repository root, as a user would, and fail with its output if it fails."""
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def tiny_distill_args(teacher: str, queries: list[str], tmp_path: Path, batch_size: int) -> list[str]:
+    """Arguments of recipes/distill.py for a few steps on a tiny teacher (add --max_steps, --output_dir, ...)."""
+    query_file = tmp_path / "queries.tsv"
+    query_file.write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(queries)))
+    return ["recipes/distill.py", "--teacher", teacher, "--student_layers", "0", "3", "--train_queries",
+            str(query_file), "--num_eval_queries", "40", "--per_device_train_batch_size", str(batch_size),
+            "--warmup_steps", "0", "--embedding_cache_dir", str(tmp_path / "cache"),
+            "--report_to", "none"]  # fmt: skip

@@ -1,13 +1,9 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from hfdistill.benchmark import measure_speed, speedups
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import run_script
 
 
 def test_speedups_are_student_over_teacher():
@@ -39,9 +35,8 @@ def test_measure_speed_schema(tiny_student, queries):
 def test_benchmark_recipe_writes_json(tiny_student, queries, tmp_path):
     tiny_student.save_pretrained(tmp_path / "student")
     (tmp_path / "q.tsv").write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(queries)))
-    result = subprocess.run(
+    result = run_script(
         [
-            sys.executable,
             "recipes/benchmark.py",
             "--model",
             str(tmp_path / "student"),
@@ -56,12 +51,8 @@ def test_benchmark_recipe_writes_json(tiny_student, queries, tmp_path):
             "1",
             "--output_dir",
             str(tmp_path / "out"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+        ]
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert "speed-up" in result.stdout
     saved = json.loads((tmp_path / "out" / "speed_results.json").read_text())
     assert saved["model"] == str(tmp_path / "student") and set(saved["throughput_qps"]) == {"1", "4"}

@@ -2,60 +2,31 @@
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from hfdistill import AsymmetricDualEncoder
+from tests.conftest import run_script, tiny_distill_args
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(command: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 @pytest.mark.slow
 def test_minilm_recipe_improves_alignment_over_the_truncated_student(minilm, tmp_path):
     out = tmp_path / "minilm-2L"
-    run(
-        [
-            sys.executable,
-            "recipes/distill.py",
-            "recipes/configs/minilm-2L.yaml",
-            "--output_dir",
-            str(out),
-            "--max_train_samples",
-            "1536",
-            "--num_eval_queries",
-            "300",
-            "--per_device_train_batch_size",
-            "64",
-            "--learning_rate",
-            "5e-4",
-            "--warmup_steps",
-            "0",
-            "--eval_strategy",
-            "no",
-            "--save_strategy",
-            "no",
-            "--embedding_cache_dir",
-            str(tmp_path / "cache"),
-            "--disable_tqdm",
-            "true",
-        ],
-        tmp_path,
-    )
+    run_script(["recipes/distill.py", "recipes/configs/minilm-2L.yaml", "--output_dir", str(out),
+                "--max_train_samples", "1536", "--num_eval_queries", "300", "--per_device_train_batch_size", "64",
+                "--learning_rate", "5e-4", "--warmup_steps", "0", "--eval_strategy", "no", "--save_strategy", "no",
+                "--embedding_cache_dir", str(tmp_path / "cache"), "--disable_tqdm", "true"], ENV)  # fmt: skip
     untrained = json.loads((out / "untrained_results.json").read_text())
     trained = json.loads((out / "alignment_results.json").read_text())
     assert trained["eval_loss"] < 0.8 * untrained["untrained_loss"]
     assert trained["eval_mean_cosine"] > untrained["untrained_mean_cosine"] + 0.02
+    record = json.loads((out / "distillation.json").read_text())
+    assert record["num_train_queries"] == 1536 and record["global_steps"] == 24
+    assert record["mean_cosine"] == pytest.approx(trained["eval_mean_cosine"])
+    assert "Held-out alignment" in (out / "README.md").read_text()
     model = AsymmetricDualEncoder.from_pretrained(out)
     assert model.config.student_layers == [0, 5] and len(model.query_encoder.encoder.layer) == 2
     assert model.config.teacher_name_or_path == minilm
@@ -63,52 +34,16 @@ def test_minilm_recipe_improves_alignment_over_the_truncated_student(minilm, tmp
 
 
 def test_accelerate_launch_two_processes(tiny_teacher, queries, tmp_path):
-    query_file = tmp_path / "queries.tsv"
-    query_file.write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(queries)))
     out = tmp_path / "ddp"
-    run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--num_processes",
-            "2",
-            "--cpu",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "recipes/distill.py",
-            "--teacher",
-            tiny_teacher,
-            "--student_layers",
-            "0",
-            "3",
-            "--train_queries",
-            str(query_file),
-            "--num_eval_queries",
-            "40",
-            "--per_device_train_batch_size",
-            "8",
-            "--max_steps",
-            "3",
-            "--warmup_steps",
-            "0",
-            "--output_dir",
-            str(out),
-            "--embedding_cache_dir",
-            str(tmp_path / "cache"),
-            "--save_strategy",
-            "no",
-            "--report_to",
-            "none",
-        ],
-        tmp_path,
-    )
+    launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=8)
+    # accelerate's --cpu launcher runs one process; --multi_gpu starts two (torchrun) and --use_cpu makes them gloo
+    run_script(launcher + distill + ["--max_steps", "3", "--output_dir", str(out), "--save_strategy", "no",
+                                     "--use_cpu", "true"], ENV)  # fmt: skip
     state = json.loads((out / "all_results.json").read_text())
     assert state["train_samples_per_second"] > 0
+    assert json.loads((out / "distillation.json").read_text())["batch_size"] == 16  # 2 processes x 8
     model = AsymmetricDualEncoder.from_pretrained(out)
     teacher = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3])
     for key, value in teacher.document_encoder.state_dict().items():  # the teacher stayed frozen under DDP

@@ -1,8 +1,6 @@
 import json
 import math
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +15,7 @@ from hfdistill.evaluation import (
     resolve_task,
     teacher_scores,
 )
-from tests.conftest import WORDS
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import WORDS, run_script
 
 
 def write_beir(folder: Path, num_docs: int = 60, num_queries: int = 12, seed: int = 0) -> Path:
@@ -147,9 +143,8 @@ def test_evaluate_recipe_several_students(tiny_student, beir, tmp_path):
     for name in ("s1", "s2"):
         tiny_student.save_pretrained(tmp_path / name)
     out = tmp_path / "eval"
-    result = subprocess.run(
+    result = run_script(
         [
-            sys.executable,
             "recipes/evaluate.py",
             "--model",
             str(tmp_path / "s1"),
@@ -162,12 +157,8 @@ def test_evaluate_recipe_several_students(tiny_student, beir, tmp_path):
             str(out),
             "--cache_dir",
             str(tmp_path / "c"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+        ]
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert "mean retention" in result.stdout
     reports = sorted(out.glob("*/eval_results.json"))
     assert len(reports) == 2

@@ -2,8 +2,6 @@
 
 import hashlib
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
+from tests.conftest import SAVED_FILES, run_script, tiny_distill_args
 from tests.hub_server import TOKEN, LocalHub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,13 +28,6 @@ def hub_env(hub: LocalHub, tmp_path: Path, token: str | None = TOKEN) -> dict:
     if token:
         env["HF_TOKEN"] = token
     return env
-
-
-def run(args: list[str], env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if check:
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result
 
 
 def folder_digest(folder: Path) -> dict:
@@ -60,23 +52,17 @@ def saved_student(tiny_student, tmp_path) -> Path:
     return tmp_path / "student"
 
 
+def push(hub, tmp_path, student: Path, repo_id: str, *extra: str, token: str | None = TOKEN, check: bool = True):
+    args = ["recipes/push.py", "--model", str(student), "--repo_id", repo_id, *extra]
+    return run_script(args, hub_env(hub, tmp_path, token=token), check=check)
+
+
 def test_push_then_download_gives_identical_embeddings(hub, saved_student, tmp_path):
-    env = hub_env(hub, tmp_path)
-    result = run(
-        [sys.executable, "recipes/push.py", "--model", str(saved_student), "--repo_id", "tester/tiny-student"], env
-    )
+    result = push(hub, tmp_path, saved_student, "tester/tiny-student")
     assert "Pushed" in result.stdout and TOKEN not in result.stdout + result.stderr
     assert len(hub.commits) == 1  # one commit
     files = set(hub.commits[0]["files"])
-    assert {
-        "config.json",
-        "model.safetensors",
-        "configuration_asymmetric.py",
-        "modeling_asymmetric.py",
-        "tokenizer.json",
-        "README.md",
-        "modules.json",
-    } <= files
+    assert SAVED_FILES | {"README.md", "modules.json"} <= files
     assert not any(name.endswith((".bin", ".pt")) for name in files)
     stored = hub.repos["tester/tiny-student"]["main"]["files"]
     assert TOKEN.encode() not in b"".join(stored.values())
@@ -96,33 +82,18 @@ def test_push_then_download_gives_identical_embeddings(hub, saved_student, tmp_p
         torch.testing.assert_close(st.encode_document({TEXTS!r}, convert_to_tensor=True), ref["d"], atol=1e-5, rtol=0)
         print("OK")
     """)
-    assert run([sys.executable, "-c", script], hub_env(hub, tmp_path, token=None)).stdout.strip().endswith("OK")
+    assert run_script(["-c", script], hub_env(hub, tmp_path, token=None)).stdout.strip().endswith("OK")
 
 
 def test_push_to_a_branch(hub, saved_student, tmp_path):
-    run(
-        [
-            sys.executable,
-            "recipes/push.py",
-            "--model",
-            str(saved_student),
-            "--repo_id",
-            "tester/b",
-            "--revision",
-            "v1",
-        ],
-        hub_env(hub, tmp_path),
-    )
+    push(hub, tmp_path, saved_student, "tester/b", "--revision", "v1")
     assert hub.commits[-1]["revision"] == "v1"
     assert "model.safetensors" in hub.repos["tester/b"]["v1"]["files"]
 
 
 def test_transient_server_errors_are_retried(hub, saved_student, tmp_path):
     hub.fail_commits = [500, 503]
-    run(
-        [sys.executable, "recipes/push.py", "--model", str(saved_student), "--repo_id", "tester/retry"],
-        hub_env(hub, tmp_path),
-    )
+    push(hub, tmp_path, saved_student, "tester/retry")
     assert sum(1 for method, path in hub.requests if path.endswith("/commit/main")) == 3
     assert "model.safetensors" in hub.repos["tester/retry"]["main"]["files"]
 
@@ -130,63 +101,23 @@ def test_transient_server_errors_are_retried(hub, saved_student, tmp_path):
 def test_failing_server_gives_a_clear_error_and_keeps_local_files(hub, saved_student, tmp_path):
     before = folder_digest(saved_student)
     hub.fail_always = True
-    result = run(
-        [sys.executable, "recipes/push.py", "--model", str(saved_student), "--repo_id", "tester/down"],
-        hub_env(hub, tmp_path),
-        check=False,
-    )
+    result = push(hub, tmp_path, saved_student, "tester/down", check=False)
     assert result.returncode != 0
     assert "Pushing to 'tester/down' failed after retries (HTTP 500)" in result.stderr
     assert folder_digest(saved_student) == before
 
 
 def test_bad_token_gives_the_login_message(hub, saved_student, tmp_path):
-    result = run(
-        [sys.executable, "recipes/push.py", "--model", str(saved_student), "--repo_id", "tester/x"],
-        hub_env(hub, tmp_path, token="hf_wrong"),
-        check=False,
-    )
+    result = push(hub, tmp_path, saved_student, "tester/x", token="hf_wrong", check=False)
     assert result.returncode != 0
     assert "hf auth login" in result.stderr and "HTTP 401" in result.stderr
     assert "hf_wrong" not in result.stderr
 
 
 def test_trainer_push_includes_code_and_card(hub, tiny_teacher, queries, tmp_path):
-    query_file = tmp_path / "queries.tsv"
-    query_file.write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(queries)))
-    run(
-        [
-            sys.executable,
-            "recipes/distill.py",
-            "--teacher",
-            tiny_teacher,
-            "--student_layers",
-            "0",
-            "3",
-            "--train_queries",
-            str(query_file),
-            "--num_eval_queries",
-            "40",
-            "--per_device_train_batch_size",
-            "16",
-            "--max_steps",
-            "4",
-            "--warmup_steps",
-            "0",
-            "--save_steps",
-            "2",
-            "--output_dir",
-            str(tmp_path / "run"),
-            "--embedding_cache_dir",
-            str(tmp_path / "cache"),
-            "--push_to_hub",
-            "--hub_model_id",
-            "tester/trained",
-            "--report_to",
-            "none",
-        ],
-        hub_env(hub, tmp_path),
-    )
+    distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
+    run_script(distill + ["--max_steps", "4", "--save_steps", "2", "--output_dir", str(tmp_path / "run"),
+                          "--push_to_hub", "--hub_model_id", "tester/trained"], hub_env(hub, tmp_path))  # fmt: skip
     files = hub.repos["tester/trained"]["main"]["files"]
     assert {"modeling_asymmetric.py", "configuration_asymmetric.py", "model.safetensors", "README.md"} <= set(files)
     checkpoint_commits = [c for c in hub.commits if c["header"]["summary"].startswith("Training in progress")]

@@ -9,6 +9,7 @@ from transformers import AutoModel
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.modeling_asymmetric import pool, student_state_dict
+from tests.conftest import SAVED_FILES
 
 TEXTS = ["what is dense retrieval", "the cat of the city", "how to search a big index fast"]
 
@@ -88,13 +89,7 @@ def test_save_load_round_trip(tiny_student, tmp_path):
     with torch.no_grad():  # make the student differ from its initialisation
         tiny_student.query_encoder.encoder.layer[0].output.dense.bias.add_(0.5)
     tiny_student.save_pretrained(tmp_path)
-    assert {
-        "config.json",
-        "model.safetensors",
-        "configuration_asymmetric.py",
-        "modeling_asymmetric.py",
-        "tokenizer.json",
-    } <= set(os.listdir(tmp_path))
+    assert SAVED_FILES <= set(os.listdir(tmp_path))
     loaded = AutoModel.from_pretrained(tmp_path)
     assert isinstance(loaded, AsymmetricDualEncoder)
     torch.testing.assert_close(loaded.encode_queries(TEXTS), tiny_student.encode_queries(TEXTS), atol=1e-5, rtol=0)

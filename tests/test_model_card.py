@@ -1,0 +1,78 @@
+import json
+import re
+
+from huggingface_hub import ModelCard
+
+from hfdistill.hub import stage_for_hub
+from hfdistill.model_card import build_model_card, write_model_card
+from tests.conftest import run_script
+
+EVAL = {
+    "teacher": "t",
+    "student": "s",
+    "student_layers": [0, 3],
+    "mean_retention": 0.9,
+    "tasks": {"scifact": {"teacher": {"ndcg_at_10": 0.6}, "student": {"ndcg_at_10": 0.54}, "retention": 0.9}},
+}
+SPEED = {
+    "device": "cpu",
+    "threads": 2,
+    "repeats": 5,
+    "throughput_qps": {"32": {"teacher": 100.0, "student": 300.0}},
+    "speedup": {"throughput": {"32": 3.0}, "latency_p50": 2.5},
+    "latency_batch1": {"teacher": {"p50_ms": 10.0}, "student": {"p50_ms": 4.0}},
+}
+TRAINING = {"train_queries": "org/queries", "num_train_queries": 1000, "num_eval_queries": 100, "loss": "mse",
+            "learning_rate": 5e-4, "batch_size": 128, "warmup_steps": 0.1, "num_train_epochs": 1, "global_steps": 8,
+            "untrained_mean_cosine": 0.5, "mean_cosine": 0.9}  # fmt: skip
+PATTERN = re.compile(
+    r"^---\n.*base_model: (?P<teacher>\S+)\n.*model-index:.*---\n\n# tiny\n\n"
+    r"An \*\*asymmetric query encoder\*\* distilled from .*layers \[0, 3\], 0-based.*"
+    r"\| scifact \| 0\.6000 \| 0\.5400 \| 90\.0% \|.*\| \*\*mean\*\* \| \| \| \*\*90\.0%\*\* \|.*"
+    r"\| 32 \| 100\.0 \| 300\.0 \| 3\.00x \|.*## Usage.*## Training.*Loss: `mse`.*1,000 unlabeled queries.*"
+    r"## Limitations.*@inproceedings\{wang-lyu-2023-query",
+    re.DOTALL,
+)
+
+
+def write_results(folder):
+    for name, data in (("eval_results", EVAL), ("speed_results", SPEED), ("distillation", TRAINING)):
+        (folder / f"{name}.json").write_text(json.dumps(data))
+
+
+def test_card_from_facts_round_trips(tiny_student, tiny_teacher, tmp_path):
+    write_results(tmp_path)
+    path = write_model_card(tiny_student, tmp_path, "me/tiny")
+    text = path.read_text()
+    assert PATTERN.match(text.replace("# me/tiny", "# tiny")), text[:2000]
+    card = ModelCard.load(path)
+    assert card.data.base_model == tiny_teacher and card.data.pipeline_tag == "feature-extraction"
+    assert {"hfdistill", "sentence-transformers", "mteb"} <= set(card.data.tags)
+    assert card.data.datasets == ["org/queries"]
+    (result,) = card.data.eval_results
+    assert (result.dataset_name, result.metric_type, result.metric_value) == ("scifact", "ndcg_at_10", 0.54)
+
+
+def test_card_without_results_says_how_to_get_them(tiny_student, tmp_path):
+    text = str(build_model_card(tiny_student, tmp_path))
+    assert "Not evaluated yet" in text and "Not benchmarked yet" in text and "model-index" not in text
+
+
+def test_card_problems_never_raise(tiny_student, tmp_path):
+    (tmp_path / "eval_results.json").write_text(json.dumps({"tasks": {"x": {}}}))  # malformed results
+    assert write_model_card(tiny_student, tmp_path) is None
+
+
+def test_usage_snippets_run(tiny_student, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    stage_for_hub(tiny_student, _saved(tiny_student, tmp_path), repo, str(repo), st=True)
+    snippets = re.findall(r"```python\n(.*?)```", (repo / "README.md").read_text(), re.DOTALL)
+    assert len(snippets) == 3
+    for snippet in snippets:
+        run_script(["-c", snippet])
+
+
+def _saved(model, tmp_path):
+    model.save_pretrained(tmp_path / "saved")
+    return tmp_path / "saved"
