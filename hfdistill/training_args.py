@@ -18,7 +18,8 @@ class StudentArguments:
         teacher (`str`): Hub id or local path of the teacher (kept frozen as the document encoder).
         teacher_revision (`str`, *optional*): Hub revision of the teacher.
         student_layers (`list[int]`, *optional*): explicit 0-based teacher layers to keep; overrides the strategy.
-        layer_strategy (`str`): `top_bottom`, `first`, `last` or `uniform`, used when no indices are given.
+        layer_strategy (`str`): `top_bottom`, `first`, `last`, `uniform` or `auto` (ranked by the untrained students'
+            alignment on the held-out queries), used when no indices are given.
         num_student_layers (`int`): number of layers the strategy keeps.
         pooling (`str`, *optional*): overrides the teacher's sentence-transformers pooling.
         projection_dim (`int`, *optional*): adds an identity-initialised linear map on student embeddings.
@@ -32,7 +33,8 @@ class StudentArguments:
         default=None, metadata={"help": "Explicit 0-based teacher layers to keep, e.g. `0 5`; overrides the strategy."}
     )
     layer_strategy: str = field(
-        default="top_bottom", metadata={"help": f"Layer selection when no indices are given: {LAYER_STRATEGIES}."}
+        default="top_bottom",
+        metadata={"help": f"Layer selection when no indices are given: {LAYER_STRATEGIES} or auto (ranked by proxy)."},
     )
     num_student_layers: int = field(default=2, metadata={"help": "Number of layers the strategy keeps."})
     pooling: str | None = field(default=None, metadata={"help": f"Override the teacher's pooling: {POOLING_MODES}."})

@@ -18,6 +18,7 @@ from accelerate import PartialState
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.cli import parse_args
 from hfdistill.data import QueryAlignmentDataset, cached_teacher_embeddings, load_queries, split_queries
+from hfdistill.layer_selection import auto_select_layers
 from hfdistill.model_card import TRAINING_RECORD, write_model_card
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
@@ -32,13 +33,24 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         max_train_samples=data_args.max_train_samples,
         seed=training_args.seed,
     )
+    layers, selection = student_args.student_layers or student_args.layer_strategy, None
+    teacher_kwargs = {"revision": student_args.teacher_revision, "pooling": student_args.pooling}
+    if layers == "auto":  # rank candidates by the untrained students' alignment on held-out queries
+        layers, ranking, seconds = auto_select_layers(
+            student_args.teacher,
+            eval_texts,
+            student_args.num_student_layers,
+            data_args.embedding_cache_dir,
+            **teacher_kwargs,
+        )
+        selection = {"selected": layers, "seconds": round(seconds, 1), "ranking": ranking[:10]}
+        logging.getLogger(__name__).info("auto layer selection: %s in %.1f s", layers, seconds)
     model = AsymmetricDualEncoder.from_teacher(
         student_args.teacher,
-        student_args.student_layers or student_args.layer_strategy,
+        layers,
         student_args.num_student_layers,
-        revision=student_args.teacher_revision,
-        pooling=student_args.pooling,
         projection_dim=student_args.projection_dim,
+        **teacher_kwargs,
     )
     with PartialState().main_process_first():  # one process fills the cache, the others read it
         cache_dir, batch_size = data_args.embedding_cache_dir, data_args.teacher_batch_size
@@ -69,6 +81,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "global_steps": trainer.state.global_step,
             "untrained_mean_cosine": untrained["untrained_mean_cosine"],
             "mean_cosine": metrics["eval_mean_cosine"],
+            "layer_selection": selection,
         }
         Path(training_args.output_dir, TRAINING_RECORD).write_text(json.dumps(record, indent=2))
         write_model_card(model, training_args.output_dir, training_args.hub_model_id)
