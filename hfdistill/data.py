@@ -22,13 +22,14 @@ logger = logging.getLogger(__name__)
 LOCAL_SUFFIXES = (".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz")
 
 
-def _open_text(path: Path):
+def open_text(path: Path):
+    """Read a text file, gunzipping `.gz` files."""
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
 def _read_local(path: Path, column: str) -> list[str]:
     name = path.name.removesuffix(".gz")
-    with _open_text(path) as f:
+    with open_text(path) as f:
         lines = [line.rstrip("\n") for line in f if line.strip()]
     if name.endswith(".tsv"):
         rows = [line.split("\t", 1) for line in lines]

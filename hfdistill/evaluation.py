@@ -1,6 +1,5 @@
 """Retrieval evaluation through mteb: queries go to the student, documents to the cached teacher; retention report."""
 
-import gzip
 import hashlib
 import json
 import logging
@@ -17,7 +16,7 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 from transformers import PreTrainedConfig
 
-from .data import cached_teacher_embeddings, fingerprint, teacher_fingerprint
+from .data import cached_teacher_embeddings, fingerprint, open_text, teacher_fingerprint
 from .metrics import RETRIEVAL_NDCG
 from .modeling_asymmetric import AsymmetricDualEncoder
 
@@ -65,8 +64,7 @@ class AsymmetricEncoder(AbsEncoder):
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
@@ -86,8 +84,7 @@ def read_beir_folder(folder: str | Path) -> dict:
         raise ValueError(f"{paths['corpus.jsonl']}: the corpus is empty.")
     queries = {str(q["_id"]): q["text"] for q in _read_jsonl(paths["queries.jsonl"])}
     qrels: dict[str, dict[str, int]] = {}
-    opener = gzip.open if paths["qrels/test.tsv"].suffix == ".gz" else open
-    with opener(paths["qrels/test.tsv"], "rt", encoding="utf-8") as f:
+    with open_text(paths["qrels/test.tsv"]) as f:
         for line in f:
             parts = line.rstrip("\n").split("\t")
             if len(parts) < 3 or parts[0] == "query-id" or not parts[2].lstrip("-").isdigit():
@@ -114,7 +111,11 @@ class LocalBeirRetrieval(AbsTaskRetrieval):
     def from_folder(cls, folder: str | Path) -> "LocalBeirRetrieval":
         folder = Path(folder)
         data = read_beir_folder(folder)
-        content = fingerprint(sorted(data["corpus"]) + sorted(data["queries"]) + [json.dumps(data["qrels"])])
+        # texts, not just ids, so an edited document or query gives a new revision (and new cached teacher scores)
+        content = fingerprint(
+            [json.dumps(data["corpus"], sort_keys=True), json.dumps(data["queries"], sort_keys=True)]
+            + [json.dumps(data["qrels"], sort_keys=True)]
+        )
         metadata = TaskMetadata(  # mteb reads metadata from the class, so each folder gets its own subclass
             name=folder.name,
             description=f"Local BEIR-format retrieval set at {folder}.",
@@ -279,6 +280,7 @@ class RetrievalEvaluator:
             {"doc_ids": list(qrels), "relevance": list(qrels.values())} for qrels in self.data["qrels"].values()
         ]
         self.cache_dir, self.batch_size, self.top_k = cache_dir, batch_size, top_k
+        self.teacher_ndcg: float | None = None  # the teacher is frozen: scored once
         import evaluate  # here, not at the top: recipes/evaluate.py shadows the library for recipes run as scripts
 
         self.metric = evaluate.load(RETRIEVAL_NDCG)
@@ -295,8 +297,10 @@ class RetrievalEvaluator:
         return self.metric.compute(predictions=predictions, references=self.references)
 
     def __call__(self, model: AsymmetricDualEncoder) -> dict[str, float]:
-        teacher_queries = cached_teacher_embeddings(model, self.query_texts, self.cache_dir, self.batch_size)
-        teacher = self._scores(model, teacher_queries)["ndcg_at_10"]
+        if self.teacher_ndcg is None:
+            teacher_queries = cached_teacher_embeddings(model, self.query_texts, self.cache_dir, self.batch_size)
+            self.teacher_ndcg = self._scores(model, teacher_queries)["ndcg_at_10"]
+        teacher = self.teacher_ndcg
         student = self._scores(model, model.encode_queries(self.query_texts, self.batch_size))["ndcg_at_10"]
         return {
             "ndcg_at_10": student,

@@ -93,8 +93,13 @@ def test_documents_and_teacher_scores_are_cached(tiny_student, beir, tmp_path):
 def test_changed_dataset_is_not_served_from_cache(tiny_student, tmp_path):
     cache = tmp_path / "cache"
     teacher_scores(tiny_student, LocalBeirRetrieval.from_folder(write_beir(tmp_path / "a", seed=0)), cache)
-    teacher_scores(tiny_student, LocalBeirRetrieval.from_folder(write_beir(tmp_path / "a", seed=1)), cache)
+    folder = write_beir(tmp_path / "a", seed=1)
+    teacher_scores(tiny_student, LocalBeirRetrieval.from_folder(folder), cache)
     assert len(list(cache.glob("teacher-scores-*.json"))) == 2
+    corpus = (folder / "corpus.jsonl").read_text().replace('"text": "', '"text": "edited ', 1)  # same ids
+    (folder / "corpus.jsonl").write_text(corpus)
+    teacher_scores(tiny_student, LocalBeirRetrieval.from_folder(folder), cache)
+    assert len(list(cache.glob("teacher-scores-*.json"))) == 3
 
 
 def test_corrupt_teacher_scores_are_recomputed(tiny_student, beir, tmp_path):
