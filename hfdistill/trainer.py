@@ -44,7 +44,7 @@ class EmbeddingAlignmentTrainer(Trainer):
         super().__init__(
             model=model,
             args=args,
-            data_collator=data_collator or AlignmentCollator(processing_class, model.config.max_length),
+            data_collator=data_collator or AlignmentCollator(processing_class),
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,

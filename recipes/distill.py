@@ -52,10 +52,17 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         projection_dim=student_args.projection_dim,
         **teacher_kwargs,
     )
+    if student_args.freeze_embeddings:
+        model.query_encoder.get_input_embeddings().requires_grad_(False)
     with PartialState().main_process_first():  # one process fills the cache, the others read it
         cache_dir, batch_size = data_args.embedding_cache_dir, data_args.teacher_batch_size
         datasets = [
-            QueryAlignmentDataset(texts, cached_teacher_embeddings(model, texts, cache_dir, batch_size))
+            QueryAlignmentDataset(
+                texts,
+                cached_teacher_embeddings(model, texts, cache_dir, batch_size),
+                model.tokenizer,
+                model.config.max_length,
+            )
             for texts in (train_texts, eval_texts)
         ]
     trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])

@@ -107,8 +107,13 @@ def test_corrupt_or_stale_cache_is_recomputed(tiny_student, queries, tmp_path):
 
 
 def test_dataset_and_collator(tiny_student):
-    dataset = QueryAlignmentDataset(["what is x", "the cat"], torch.ones(2, 32))
-    batch = AlignmentCollator(tiny_student.tokenizer, max_length=48)([dataset[0], dataset[1]])
-    assert batch["input_ids"].shape[0] == 2 and batch["teacher_embeddings"].shape == (2, 32)
+    tokenizer = tiny_student.tokenizer
+    texts = ["what is x", "the cat sat on the mat " * 20]
+    dataset = QueryAlignmentDataset(texts, torch.arange(64.0).view(2, 32), tokenizer, max_length=16)
+    batch = AlignmentCollator(tokenizer)([dataset[0], dataset[1]])
+    direct = tokenizer(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")
+    torch.testing.assert_close(batch["input_ids"], direct["input_ids"])  # padded and truncated as a direct call
+    torch.testing.assert_close(batch["attention_mask"], direct["attention_mask"])
+    torch.testing.assert_close(batch["teacher_embeddings"], torch.arange(64.0).view(2, 32))
     with pytest.raises(ValueError, match="2 texts but 3 teacher embeddings"):
-        QueryAlignmentDataset(["a", "b"], torch.ones(3, 32))
+        QueryAlignmentDataset(["a", "b"], torch.ones(3, 32), tokenizer, max_length=16)

@@ -52,3 +52,16 @@ def test_accelerate_launch_two_processes(tiny_teacher, queries, tmp_path):
         model.query_encoder.encoder.layer[0].output.dense.weight,
         teacher.query_encoder.encoder.layer[0].output.dense.weight,
     )
+
+
+def test_freeze_embeddings_keeps_the_teacher_token_embeddings(tiny_teacher, queries, tmp_path):
+    out = tmp_path / "frozen"
+    run_script(tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
+               + ["--max_steps", "3", "--learning_rate", "1e-2", "--output_dir", str(out), "--save_strategy", "no",
+                  "--freeze_embeddings", "true", "--use_cpu", "true"], ENV)  # fmt: skip
+    student, teacher = (
+        AsymmetricDualEncoder.from_pretrained(out).query_encoder,
+        AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3]).query_encoder,
+    )
+    assert torch.equal(student.get_input_embeddings().weight, teacher.get_input_embeddings().weight)
+    assert not torch.equal(student.encoder.layer[0].output.dense.weight, teacher.encoder.layer[0].output.dense.weight)

@@ -33,7 +33,11 @@ def make_datasets(model, queries):
         for p in model.query_encoder.encoder.parameters():
             p.add_(torch.randn_like(p) * 0.3)
     targets = model.encode_documents(queries)
-    return QueryAlignmentDataset(queries[:240], targets[:240]), QueryAlignmentDataset(queries[240:], targets[240:])
+    tokenizer, max_length = model.tokenizer, model.config.max_length
+    return (
+        QueryAlignmentDataset(queries[:240], targets[:240], tokenizer, max_length),
+        QueryAlignmentDataset(queries[240:], targets[240:], tokenizer, max_length),
+    )
 
 
 @pytest.mark.parametrize("loss", ["mse", "cosine"])
@@ -64,7 +68,7 @@ def test_eval_cosine_matches_direct_computation(tiny_student, queries, tmp_path)
     train, held_out = make_datasets(tiny_student, queries)
     trainer = EmbeddingAlignmentTrainer(tiny_student, make_args(tmp_path), train_dataset=train, eval_dataset=held_out)
     metrics = trainer.evaluate()
-    student = tiny_student.encode_queries(held_out.texts)
+    student = tiny_student.encode_queries(queries[240:])
     expected = torch.nn.functional.cosine_similarity(student, held_out.teacher_embeddings).mean().item()
     assert metrics["eval_mean_cosine"] == pytest.approx(expected, abs=1e-5)
     expected_loss = torch.nn.functional.mse_loss(student, held_out.teacher_embeddings).item()

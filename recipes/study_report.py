@@ -1,0 +1,139 @@
+"""Table and plot of a set of distilled students: retention per task, query speed-up, and the layer-selection proxy.
+
+    python recipes/study_report.py --runs runs/minilm-study/* --speed runs/speed/* --output_dir docs/results
+
+Each run folder holds the `eval_results.json` of recipes/evaluate.py and the `distillation.json` of recipes/distill.py.
+Speed depends only on the number of kept layers, so each run takes the speed-up of the `speed_results.json`
+(recipes/benchmark.py) measured for a student with as many layers.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scipy.stats import spearmanr
+from transformers import HfArgumentParser
+
+from hfdistill.model_card import TRAINING_RECORD
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportArguments:
+    runs: list[str] = field(metadata={"help": "Run folders (eval_results.json + distillation.json)."})
+    speed: list[str] = field(default_factory=list, metadata={"help": "speed_results.json files or their folders."})
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"help": "Speed-up columns."})
+    output_dir: str = field(default="docs/results", metadata={"help": "Where the table and the plot are written."})
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run recipes/distill.py and recipes/evaluate.py on that folder.")
+    return json.loads(path.read_text())
+
+
+def speedups_by_depth(paths: list[str]) -> dict[int, dict[str, float]]:
+    """Throughput speed-up per batch size, keyed by the student's number of layers."""
+    table = {}
+    for path in map(Path, paths):
+        results = read_json(path / "speed_results.json" if path.is_dir() else path)
+        table[len(results["student_layers"])] = results["speedup"]["throughput"]
+    return table
+
+
+def collect_rows(runs: list[str], speed: dict[int, dict[str, float]]) -> list[dict]:
+    rows = []
+    for run in map(Path, runs):
+        evaluation, record = read_json(run / "eval_results.json"), read_json(run / TRAINING_RECORD)
+        layers = evaluation["student_layers"]
+        rows.append(
+            {
+                "name": run.name,
+                "layers": layers,
+                "retention": {task: result["retention"] for task, result in evaluation["tasks"].items()},
+                "mean_retention": evaluation["mean_retention"],
+                "proxy": record["untrained_mean_cosine"],
+                "mean_cosine": record["mean_cosine"],
+                "speedup": speed.get(len(layers), {}),
+            }
+        )
+    return sorted(rows, key=lambda row: (len(row["layers"]), -row["mean_retention"]))
+
+
+def proxy_correlation(rows: list[dict]) -> dict[str, float]:
+    """Spearman rank correlation between the untrained alignment proxy and mean retention, per layer budget."""
+    correlations = {}
+    for depth in sorted({len(row["layers"]) for row in rows}):
+        group = [row for row in rows if len(row["layers"]) == depth]
+        if len(group) >= 3:
+            rho = spearmanr([row["proxy"] for row in group], [row["mean_retention"] for row in group]).statistic
+            correlations[f"{depth} layers ({len(group)} students)"] = float(rho)
+    rho = spearmanr([row["proxy"] for row in rows], [row["mean_retention"] for row in rows]).statistic
+    correlations[f"all ({len(rows)} students)"] = float(rho)
+    return correlations
+
+
+def markdown_table(rows: list[dict], batch_sizes: list[int]) -> str:
+    tasks = list(rows[0]["retention"])
+    header = ["student", "layers", *tasks, "mean retention", "untrained cosine (proxy)", "trained cosine"] + [
+        f"speed-up b{b}" for b in batch_sizes
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        speed = [f"{row['speedup'][str(b)]:.2f}x" if str(b) in row["speedup"] else "–" for b in batch_sizes]
+        cells = [
+            row["name"],
+            str(row["layers"]),
+            *(f"{100 * row['retention'][task]:.1f}%" for task in tasks),
+            f"**{100 * row['mean_retention']:.1f}%**",
+            f"{row['proxy']:.4f}",
+            f"{row['mean_cosine']:.4f}",
+            *speed,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], batch_size: int, path: Path) -> None:
+    """Mean retention against query speed-up, one point per student, the teacher at (1.0, 100%)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([1.0], [100.0], marker="*", s=160, color="black")
+    ax.annotate("teacher", (1.0, 100.0), textcoords="offset points", xytext=(6, -10))
+    for row in rows:
+        if str(batch_size) not in row["speedup"]:
+            continue
+        x, y = row["speedup"][str(batch_size)], 100 * row["mean_retention"]
+        ax.scatter([x], [y], color=f"C{len(row['layers'])}")
+        ax.annotate(str(row["layers"]), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    ax.set_xlabel(f"query throughput speed-up over the teacher (batch {batch_size}, CPU)")
+    ax.set_ylabel("mean nDCG@10 retention (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(args: ReportArguments) -> None:
+    rows = collect_rows(args.runs, speedups_by_depth(args.speed))
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(rows, args.batch_sizes)
+    correlations = proxy_correlation(rows)
+    (output_dir / "study_table.md").write_text(table)
+    summary = {"rows": rows, "proxy_spearman": correlations}
+    (output_dir / "study_results.json").write_text(json.dumps(summary, indent=2))
+    plot(rows, max(args.batch_sizes), output_dir / "retention_vs_speedup.png")
+    print(table)
+    for group, rho in correlations.items():
+        print(f"Spearman(proxy, mean retention), {group}: {rho:.3f}")
+
+
+if __name__ == "__main__":
+    main(*HfArgumentParser(ReportArguments).parse_args_into_dataclasses())
