@@ -17,7 +17,8 @@ class StudentArguments:
     Args:
         teacher (`str`): Hub id or local path of the teacher (kept frozen as the document encoder).
         teacher_revision (`str`, *optional*): Hub revision of the teacher.
-        student_layers (`list[int]`, *optional*): explicit 0-based teacher layers to keep; overrides the strategy.
+        student_layers (`list[int]` or `"auto"`, *optional*): explicit 0-based teacher layers to keep (overrides the
+            strategy), or `auto` (same as `layer_strategy: auto`).
         layer_strategy (`str`): `top_bottom`, `first`, `last`, `uniform` or `auto` (ranked by the untrained students'
             alignment on the held-out queries), used when no indices are given.
         num_student_layers (`int`): number of layers the strategy keeps.
@@ -31,8 +32,9 @@ class StudentArguments:
         default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Hub id or local path of the teacher."}
     )
     teacher_revision: str | None = field(default=None, metadata={"help": "Hub revision of the teacher."})
-    student_layers: list[int] | None = field(
-        default=None, metadata={"help": "Explicit 0-based teacher layers to keep, e.g. `0 5`; overrides the strategy."}
+    student_layers: list[str] | None = field(  # indices, or `auto`; converted to ints in __post_init__
+        default=None,
+        metadata={"help": "0-based teacher layers to keep, e.g. `0 5` (overrides the strategy), or `auto`."},
     )
     layer_strategy: str = field(
         default="top_bottom",
@@ -46,6 +48,18 @@ class StudentArguments:
     freeze_embeddings: bool = field(
         default=False, metadata={"help": "Keep the student's token embeddings (the teacher's) fixed."}
     )
+
+    def __post_init__(self):
+        if self.student_layers in ("auto", ["auto"]):
+            self.student_layers, self.layer_strategy = None, "auto"
+        elif self.student_layers is not None:
+            try:
+                self.student_layers = [int(index) for index in self.student_layers]
+            except (TypeError, ValueError):
+                layers = self.student_layers
+                raise ValueError(
+                    f"student_layers must be 0-based layer indices (e.g. `0 5`) or `auto`, got {layers!r}."
+                ) from None
 
 
 @dataclass

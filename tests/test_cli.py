@@ -22,8 +22,13 @@ def test_yaml_config_with_command_line_overrides(tmp_path):
 def test_shipped_configs_parse(tmp_path):
     from pathlib import Path
 
-    configs = sorted((Path(__file__).parents[1] / "recipes" / "configs").glob("*.yaml"))
-    assert {c.name for c in configs} >= {"minilm-2L.yaml", "mpnet-2L.yaml", "msmarco-bert-base-2L.yaml"}
+    configs = sorted((Path(__file__).parents[1] / "recipes" / "configs").rglob("*.yaml"))
+    assert {c.name for c in configs} >= {
+        "minilm-2L.yaml",
+        "mpnet-2L.yaml",
+        "msmarco-bert-base-2L.yaml",
+        "L4-middle.yaml",
+    }
     for config in configs:
         student, _, training = parse_args(TYPES, [str(config), "--output_dir", str(tmp_path / config.stem)])
         assert student.teacher.startswith("sentence-transformers/")
@@ -37,3 +42,12 @@ def test_config_errors(tmp_path):
     bad.write_text("teachr: x\n")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['teachr'\]"):
         parse_args(TYPES, [str(bad)])
+
+
+def test_student_layers_auto_or_indices(tmp_path):
+    config = tmp_path / "auto.yaml"
+    config.write_text(f"student_layers: auto\nnum_student_layers: 3\noutput_dir: {tmp_path / 'out'}\n")
+    student, _, _ = parse_args(TYPES, [str(config)])
+    assert student.student_layers is None and student.layer_strategy == "auto" and student.num_student_layers == 3
+    with pytest.raises(ValueError, match=r"student_layers must be 0-based layer indices .* got \['0', 'top'\]"):
+        parse_args(TYPES, ["--student_layers", "0", "top", "--output_dir", str(tmp_path / "out")])
