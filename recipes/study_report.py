@@ -2,7 +2,8 @@
 
     python recipes/study_report.py --runs runs/minilm-study/* --speed runs/speed/* --output_dir docs/results
 
-Each run folder holds the `eval_results.json` of recipes/evaluate.py and the `distillation.json` of recipes/distill.py.
+Each run folder holds the `eval_results.json` of recipes/evaluate.py and, for a distilled student, the
+`distillation.json` of recipes/distill.py (a truncated student saved without training has none: a floor row).
 Speed depends only on the number of kept layers, so each run takes the speed-up of the `speed_results.json`
 (recipes/benchmark.py) measured for a student with as many layers.
 """
@@ -46,7 +47,8 @@ def speedups_by_depth(paths: list[str]) -> dict[int, dict[str, float]]:
 def collect_rows(runs: list[str], speed: dict[int, dict[str, float]]) -> list[dict]:
     rows = []
     for run in map(Path, runs):
-        evaluation, record = read_json(run / "eval_results.json"), read_json(run / TRAINING_RECORD)
+        evaluation = read_json(run / "eval_results.json")
+        record = read_json(run / TRAINING_RECORD) if (run / TRAINING_RECORD).is_file() else {}
         layers = evaluation["student_layers"]
         rows.append(
             {
@@ -54,8 +56,8 @@ def collect_rows(runs: list[str], speed: dict[int, dict[str, float]]) -> list[di
                 "layers": layers,
                 "retention": {task: result["retention"] for task, result in evaluation["tasks"].items()},
                 "mean_retention": evaluation["mean_retention"],
-                "proxy": record["untrained_mean_cosine"],
-                "mean_cosine": record["mean_cosine"],
+                "proxy": record.get("untrained_mean_cosine"),
+                "mean_cosine": record.get("mean_cosine"),
                 "speedup": speed.get(len(layers), {}),
             }
         )
@@ -65,6 +67,7 @@ def collect_rows(runs: list[str], speed: dict[int, dict[str, float]]) -> list[di
 def proxy_correlation(rows: list[dict]) -> dict[str, float]:
     """Spearman rank correlation between the untrained alignment proxy and mean retention, per layer budget."""
     correlations = {}
+    rows = [row for row in rows if row["proxy"] is not None]
     for depth in sorted({len(row["layers"]) for row in rows}):
         group = [row for row in rows if len(row["layers"]) == depth]
         if len(group) >= 3:
@@ -88,8 +91,7 @@ def markdown_table(rows: list[dict], batch_sizes: list[int]) -> str:
             str(row["layers"]),
             *(f"{100 * row['retention'][task]:.1f}%" for task in tasks),
             f"**{100 * row['mean_retention']:.1f}%**",
-            f"{row['proxy']:.4f}",
-            f"{row['mean_cosine']:.4f}",
+            *("–" if value is None else f"{value:.4f}" for value in (row["proxy"], row["mean_cosine"])),
             *speed,
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -7,14 +7,15 @@ import pytest
 from tests.conftest import run_script
 
 
-def write_run(folder, layers, retentions, proxy):
+def write_run(folder, layers, retentions, proxy=None):
     folder.mkdir(parents=True)
     tasks = {task: {"retention": value} for task, value in retentions.items()}
     mean = sum(retentions.values()) / len(retentions)
     (folder / "eval_results.json").write_text(
         json.dumps({"student_layers": layers, "tasks": tasks, "mean_retention": mean})
     )
-    (folder / "distillation.json").write_text(json.dumps({"untrained_mean_cosine": proxy, "mean_cosine": 0.9}))
+    if proxy is not None:  # a distilled student; an untrained one has no training record
+        (folder / "distillation.json").write_text(json.dumps({"untrained_mean_cosine": proxy, "mean_cosine": 0.9}))
 
 
 def write_speed(path, layers, b1, b32):
@@ -27,15 +28,17 @@ def test_report_table_correlation_and_plot(tmp_path):
     write_run(runs / "b", [4, 5], {"scifact": 0.88, "msmarco": 0.96}, proxy=0.53)
     write_run(runs / "c", [2, 3], {"scifact": 0.70, "msmarco": 0.90}, proxy=0.30)
     write_run(runs / "d", [5], {"scifact": 0.80, "msmarco": 0.94}, proxy=0.40)
+    write_run(runs / "e", [0, 5], {"scifact": 0.50, "msmarco": 0.90})
     write_speed(tmp_path / "s2.json", [0, 5], 2.5, 2.8)
     write_speed(tmp_path / "s1.json", [5], 4.0, 4.5)
     out = tmp_path / "report"
-    result = run_script(["recipes/study_report.py", "--runs", *(str(runs / n) for n in "abcd"),
+    result = run_script(["recipes/study_report.py", "--runs", *(str(runs / n) for n in "abcde"),
                          "--speed", str(tmp_path / "s2.json"), str(tmp_path / "s1.json"),
                          "--output_dir", str(out)])  # fmt: skip
     table = (out / "study_table.md").read_text().splitlines()
     assert table[2].startswith("| d | [5] | 80.0% | 94.0% | **87.0%** | 0.4000 | 0.9000 | 4.00x | 4.50x |")
-    assert [line.split(" | ")[0] for line in table[3:]] == ["| a", "| b", "| c"]  # 2 layers, best first
+    assert [line.split(" | ")[0] for line in table[3:]] == ["| a", "| b", "| c", "| e"]  # 2 layers, best first
+    assert table[6] == "| e | [0, 5] | 50.0% | 90.0% | **70.0%** | – | – | 2.50x | 2.80x |"  # untrained: no proxy
     assert "| 2.50x | 2.80x |" in table[3]
     report = json.loads((out / "study_results.json").read_text())
     # 2-layer ranks: proxy b > a > c, retention a > b > c -> rho = 0.5; all four: 1 - 6*(1+1)/(4*15) = 0.8
