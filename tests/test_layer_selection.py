@@ -49,3 +49,17 @@ def test_recipe_with_auto_layers(tiny_teacher, queries, tmp_path, option):
     selected = record["layer_selection"]["selected"]
     assert selected == record["layer_selection"]["ranking"][0]["layers"]
     assert AsymmetricDualEncoder.from_pretrained(out).config.student_layers == selected
+
+
+def test_select_layers_recipe_ranks_all_candidates(tiny_teacher, queries, tmp_path):
+    distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
+    query_file = distill[distill.index("--train_queries") + 1]
+    out = tmp_path / "ranking.json"
+    result = run_script(["recipes/select_layers.py", "--teacher", tiny_teacher, "--train_queries", query_file,
+                         "--num_eval_queries", "40", "--num_student_layers", "2", "--output_file", str(out),
+                         "--embedding_cache_dir", str(tmp_path / "cache")])  # fmt: skip
+    ranking = json.loads(out.read_text())
+    assert [c["layers"] for c in ranking["ranking"]] and len(ranking["ranking"]) == 6  # C(4, 2) candidates
+    scores = [c["mean_cosine"] for c in ranking["ranking"]]
+    assert scores == sorted(scores, reverse=True) and ranking["selected"] == ranking["ranking"][0]["layers"]
+    assert ranking["num_queries"] == 40 and f"selected {ranking['selected']}" in result.stdout
