@@ -66,15 +66,14 @@ def collect_rows(runs: list[str], speed: dict[int, dict[str, float]]) -> list[di
 
 def proxy_correlation(rows: list[dict]) -> dict[str, float]:
     """Spearman rank correlation between the untrained alignment proxy and mean retention, per layer budget."""
-    correlations = {}
     rows = [row for row in rows if row["proxy"] is not None]
-    for depth in sorted({len(row["layers"]) for row in rows}):
-        group = [row for row in rows if len(row["layers"]) == depth]
-        if len(group) >= 3:
+    depths = {len(row["layers"]) for row in rows}
+    groups = {f"{depth} layers": [row for row in rows if len(row["layers"]) == depth] for depth in depths}
+    correlations = {}
+    for name, group in sorted({**groups, "all": rows}.items()):
+        if len({row["proxy"] for row in group}) >= 3:  # ablations of one layer set share a proxy: nothing to rank
             rho = spearmanr([row["proxy"] for row in group], [row["mean_retention"] for row in group]).statistic
-            correlations[f"{depth} layers ({len(group)} students)"] = float(rho)
-    rho = spearmanr([row["proxy"] for row in rows], [row["mean_retention"] for row in rows]).statistic
-    correlations[f"all ({len(rows)} students)"] = float(rho)
+            correlations[f"{name} ({len(group)} students)"] = float(rho)
     return correlations
 
 
