@@ -112,7 +112,8 @@ def plot(rows: list[dict], batch_size: int, path: Path) -> None:
             continue
         x, y = row["speedup"][str(batch_size)], 100 * row["mean_retention"]
         ax.scatter([x], [y], color=f"C{len(row['layers'])}")
-        ax.annotate(str(row["layers"]), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8)
+        label = str(row["layers"]) + (" untrained" if row["proxy"] is None else "")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8)
     ax.set_xlabel(f"query throughput speed-up over the teacher (batch {batch_size}, CPU)")
     ax.set_ylabel("mean nDCG@10 retention (%)")
     ax.grid(alpha=0.3)
