@@ -6,6 +6,7 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
+from .data import load_queries, split_queries
 from .losses import LOSSES
 
 RUN_FILES = ("config.json", "model.safetensors", "trainer_state.json", "training_args.bin")
@@ -61,6 +62,11 @@ class StudentArguments:
                     f"student_layers must be 0-based layer indices (e.g. `0 5`) or `auto`, got {layers!r}."
                 ) from None
 
+    @property
+    def teacher_kwargs(self) -> dict:
+        """How the teacher is loaded, for `from_teacher` and `auto_select_layers` alike."""
+        return {"revision": self.teacher_revision, "pooling": self.pooling}
+
 
 @dataclass
 class QueryDataArguments:
@@ -89,6 +95,11 @@ class QueryDataArguments:
         default="~/.cache/hfdistill/embeddings", metadata={"help": "Cache of teacher embeddings."}
     )
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher's encoding."})
+
+    def load_splits(self, seed: int) -> tuple[list[str], list[str]]:
+        """(training, held-out) queries: loaded, deduplicated, shuffled with `seed`; the cap spares the held-out."""
+        queries = load_queries(self.train_queries, self.queries_split, self.queries_column, self.queries_subset)
+        return split_queries(queries, self.num_eval_queries, self.max_train_samples, seed)
 
 
 @dataclass

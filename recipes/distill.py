@@ -17,7 +17,7 @@ from accelerate import PartialState
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.cli import parse_args
-from hfdistill.data import QueryAlignmentDataset, cached_teacher_embeddings, load_queries, split_queries
+from hfdistill.data import QueryAlignmentDataset, cached_teacher_embeddings
 from hfdistill.layer_selection import auto_select_layers
 from hfdistill.model_card import TRAINING_RECORD, write_model_card
 from hfdistill.trainer import EmbeddingAlignmentTrainer
@@ -25,23 +25,15 @@ from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArgumen
 
 
 def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments):
-    train_texts, eval_texts = split_queries(
-        load_queries(
-            data_args.train_queries, data_args.queries_split, data_args.queries_column, data_args.queries_subset
-        ),
-        num_eval=data_args.num_eval_queries,
-        max_train_samples=data_args.max_train_samples,
-        seed=training_args.seed,
-    )
+    train_texts, eval_texts = data_args.load_splits(training_args.seed)
     layers, selection = student_args.student_layers or student_args.layer_strategy, None
-    teacher_kwargs = {"revision": student_args.teacher_revision, "pooling": student_args.pooling}
     if layers == "auto":  # rank candidates by the untrained students' alignment on held-out queries
         layers, ranking, seconds = auto_select_layers(
             student_args.teacher,
             eval_texts,
             student_args.num_student_layers,
             data_args.embedding_cache_dir,
-            **teacher_kwargs,
+            **student_args.teacher_kwargs,
         )
         selection = {"selected": layers, "seconds": round(seconds, 1), "ranking": ranking[:10]}
         logging.getLogger(__name__).info("auto layer selection: %s in %.1f s", layers, seconds)
@@ -50,7 +42,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         layers,
         student_args.num_student_layers,
         projection_dim=student_args.projection_dim,
-        **teacher_kwargs,
+        **student_args.teacher_kwargs,
     )
     if student_args.freeze_embeddings:
         model.query_encoder.get_input_embeddings().requires_grad_(False)

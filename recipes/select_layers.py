@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfdistill.cli import parse_args
-from hfdistill.data import load_queries, split_queries
 from hfdistill.layer_selection import auto_select_layers
 from hfdistill.training_args import QueryDataArguments, StudentArguments
 
@@ -26,21 +25,14 @@ class SelectionArguments:
 
 
 def main(student_args: StudentArguments, data_args: QueryDataArguments, args: SelectionArguments) -> None:
-    _, held_out = split_queries(
-        load_queries(
-            data_args.train_queries, data_args.queries_split, data_args.queries_column, data_args.queries_subset
-        ),
-        num_eval=data_args.num_eval_queries,
-        seed=args.seed,
-    )
+    _, held_out = data_args.load_splits(args.seed)
     best, ranking, seconds = auto_select_layers(
         student_args.teacher,
         held_out,
         student_args.num_student_layers,
         data_args.embedding_cache_dir,
         args.max_candidates,
-        revision=student_args.teacher_revision,
-        pooling=student_args.pooling,
+        **student_args.teacher_kwargs,
     )
     result = {"selected": best, "seconds": round(seconds, 1), "num_queries": len(held_out), "ranking": ranking}
     for candidate in ranking:

@@ -9,16 +9,13 @@ Speed depends only on the number of kept layers, so each run takes the speed-up 
 """
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scipy.stats import spearmanr
-from transformers import HfArgumentParser
 
+from hfdistill.cli import parse_args
 from hfdistill.model_card import TRAINING_RECORD
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,4 +135,4 @@ def main(args: ReportArguments) -> None:
 
 
 if __name__ == "__main__":
-    main(*HfArgumentParser(ReportArguments).parse_args_into_dataclasses())
+    main(*parse_args((ReportArguments,)))
