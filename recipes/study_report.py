@@ -45,12 +45,14 @@ def collect_rows(runs: list[str], speed: dict[int, dict[str, float]]) -> list[di
     rows = []
     for run in map(Path, runs):
         evaluation = read_json(run / "eval_results.json")
-        record = read_json(run / TRAINING_RECORD) if (run / TRAINING_RECORD).is_file() else {}
+        trained = (run / TRAINING_RECORD).is_file()  # a truncated student saved without training has no record
+        record = read_json(run / TRAINING_RECORD) if trained else {}
         layers = evaluation["student_layers"]
         rows.append(
             {
                 "name": run.name,
                 "layers": layers,
+                "trained": trained,
                 "retention": {task: result["retention"] for task, result in evaluation["tasks"].items()},
                 "mean_retention": evaluation["mean_retention"],
                 "proxy": record.get("untrained_mean_cosine"),
@@ -109,7 +111,7 @@ def plot(rows: list[dict], batch_size: int, path: Path) -> None:
             continue
         x, y = row["speedup"][str(batch_size)], 100 * row["mean_retention"]
         ax.scatter([x], [y], color=f"C{len(row['layers'])}")
-        label = str(row["layers"]) + (" untrained" if row["proxy"] is None else "")
+        label = str(row["layers"]) + ("" if row["trained"] else " untrained")
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8)
     ax.set_xlabel(f"query throughput speed-up over the teacher (batch {batch_size}, CPU)")
     ax.set_ylabel("mean nDCG@10 retention (%)")
