@@ -29,10 +29,14 @@ def test_shipped_configs_parse(tmp_path):
         "msmarco-bert-base-2L.yaml",
         "L4-middle.yaml",
     }
+    protocols = {}  # study folder -> (loss, lr, epochs): a study's rows differ only in their layers
     for config in configs:
         student, _, training = parse_args(TYPES, [str(config), "--output_dir", str(tmp_path / config.stem)])
         assert student.teacher.startswith("sentence-transformers/")
-        assert training.num_train_epochs == 1
+        if config.parent.name.endswith("-study"):
+            protocol = (training.loss, training.learning_rate, training.num_train_epochs)
+            assert protocols.setdefault(config.parent.name, protocol) == protocol, config
+    assert protocols.keys() == {"minilm-study", "mpnet-study"}
 
 
 def test_config_errors(tmp_path):
