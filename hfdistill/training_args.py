@@ -78,6 +78,8 @@ class QueryDataArguments:
         queries_column (`str`): text column of a Hub dataset or jsonl file.
         max_train_samples (`int`, *optional*): cap on training queries after dedup and shuffle.
         num_eval_queries (`int`): held-out queries for the eval loss and mean cosine.
+        split_seed (`int`, *optional*): seed of the shuffle that picks the held-out and capped queries; by default the
+            training seed. Fixing it repeats a run with another `seed` on the same queries (and cached embeddings).
         embedding_cache_dir (`str`): where teacher embeddings are cached (keyed by teacher, revision and data).
         teacher_batch_size (`int`): batch size when the teacher embeds the queries.
     """
@@ -91,15 +93,20 @@ class QueryDataArguments:
     queries_column: str = field(default="text", metadata={"help": "Text column of a Hub dataset or jsonl file."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Cap on training queries."})
     num_eval_queries: int = field(default=2000, metadata={"help": "Held-out queries for eval loss and cosine."})
+    split_seed: int | None = field(
+        default=None, metadata={"help": "Seed of the held-out/train split (default: the training seed)."}
+    )
     embedding_cache_dir: str = field(
         default="~/.cache/hfdistill/embeddings", metadata={"help": "Cache of teacher embeddings."}
     )
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher's encoding."})
 
     def load_splits(self, seed: int) -> tuple[list[str], list[str]]:
-        """(training, held-out) queries: loaded, deduplicated, shuffled with `seed`; the cap spares the held-out."""
+        """(training, held-out) queries: loaded, deduplicated, shuffled with `split_seed` (else `seed`); the cap spares
+        the held-out."""
         queries = load_queries(self.train_queries, self.queries_split, self.queries_column, self.queries_subset)
-        return split_queries(queries, self.num_eval_queries, self.max_train_samples, seed)
+        split_seed = seed if self.split_seed is None else self.split_seed
+        return split_queries(queries, self.num_eval_queries, self.max_train_samples, split_seed)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from hfdistill.data import (
     load_queries,
     split_queries,
 )
+from hfdistill.training_args import QueryDataArguments
 
 
 def test_load_local_formats(tmp_path):
@@ -63,6 +64,14 @@ def test_split_dedups_shuffles_and_caps():
     assert split_queries(texts, 10, seed=1)[1] != split_queries(texts, 10, seed=2)[1]
     with pytest.raises(ValueError, match="leaves no training queries"):
         split_queries(["a", "b"], num_eval=2)
+
+
+def test_split_seed_fixes_the_split_whatever_the_training_seed(tmp_path):
+    (tmp_path / "q.txt").write_text("\n".join(f"query {i}" for i in range(100)))
+    args = QueryDataArguments(train_queries=str(tmp_path / "q.txt"), num_eval_queries=10)
+    assert args.load_splits(1) != args.load_splits(2)  # by default the training seed shuffles
+    args.split_seed = 7
+    assert args.load_splits(1) == args.load_splits(2) == split_queries([f"query {i}" for i in range(100)], 10, seed=7)
 
 
 def test_fingerprint_depends_on_order_and_content():
