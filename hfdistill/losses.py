@@ -27,3 +27,26 @@ def alignment_loss(student: torch.Tensor, teacher: torch.Tensor, loss: str = "ms
         return (student - teacher).norm(dim=-1).mean()
     cosine = (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
     return cosine if loss == "cosine" else mse + cosine
+
+
+def hint_loss(
+    student_states: list[torch.Tensor], teacher_states: list[torch.Tensor], attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Intermediate-layer hints: 1 - cos between student and teacher token states, averaged over real tokens and pairs.
+
+    Each `(batch, seq, hidden)` student state is paired with the teacher state it stands in for (see
+    `AsymmetricDualEncoderConfig.hint_targets`). Cosine, not MSE, for the reason `cosine` beats `mse` on embeddings:
+    it is scale-free, so a few large-magnitude dimensions of the hidden states do not dominate the gradient.
+    """
+    if len(student_states) != len(teacher_states) or not student_states:
+        raise ValueError(
+            f"Expected matching non-empty lists of states, got {len(student_states)} and {len(teacher_states)}."
+        )
+    mask = attention_mask.to(student_states[0].dtype)
+    losses = []
+    for student, teacher in zip(student_states, teacher_states):
+        if student.shape != teacher.shape:
+            raise ValueError(f"Student state {tuple(student.shape)} and teacher state {tuple(teacher.shape)} differ.")
+        distance = 1 - F.cosine_similarity(student, teacher.to(student.dtype), dim=-1)
+        losses.append((distance * mask).sum() / mask.sum().clamp(min=1))
+    return torch.stack(losses).mean()

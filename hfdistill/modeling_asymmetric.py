@@ -23,9 +23,10 @@ _TOKENIZER_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subf
 
 @dataclass
 class AsymmetricEncoderOutput(ModelOutput):
-    """Pooled (and, if configured, normalized) query embeddings of the student."""
+    """Pooled (and, if configured, normalized) query embeddings of the student; its per-layer token states if asked."""
 
     query_embeds: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -95,32 +96,38 @@ class AsymmetricDualEncoder(PreTrainedModel):
         self.document_encoder.eval()
         return self
 
-    def _embed(self, encoder: nn.Module, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+    def _embed(
+        self, encoder: nn.Module, input_ids, attention_mask, token_type_ids=None, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """(sentence embeddings, token states of every layer if asked for) of one encoder."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        hidden = encoder(**inputs).last_hidden_state
-        embeds = pool(hidden, attention_mask, self.config.pooling)
+        outputs = encoder(**inputs, output_hidden_states=output_hidden_states)
+        embeds = pool(outputs.last_hidden_state, attention_mask, self.config.pooling)
         if encoder is self.query_encoder and self.query_projection is not None:
             embeds = self.query_projection(embeds)
-        return nn.functional.normalize(embeds, dim=-1) if self.config.normalize else embeds
+        embeds = nn.functional.normalize(embeds, dim=-1) if self.config.normalize else embeds
+        return embeds, outputs.hidden_states
 
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
     ) -> AsymmetricEncoderOutput:
         """Student query embeddings; the document side is reached through `encode_documents`/`embed_documents`."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        return AsymmetricEncoderOutput(
-            query_embeds=self._embed(self.query_encoder, input_ids, attention_mask, token_type_ids)
+        embeds, hidden_states = self._embed(
+            self.query_encoder, input_ids, attention_mask, token_type_ids, output_hidden_states
         )
+        return AsymmetricEncoderOutput(query_embeds=embeds, hidden_states=hidden_states)
 
     def embed_documents(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         """Teacher embeddings of tokenized texts (documents, or queries as distillation targets)."""
-        return self._embed(self.document_encoder, input_ids, attention_mask, token_type_ids)
+        return self._embed(self.document_encoder, input_ids, attention_mask, token_type_ids)[0]
 
     @torch.inference_mode()
     def _encode(self, encoder: nn.Module, texts: list[str], batch_size: int, show_progress_bar: bool, desc: str):
@@ -142,7 +149,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
                 max_length=self.config.max_length,
                 return_tensors="pt",
             ).to(self.device)
-            embeds = self._embed(encoder, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            embeds, _ = self._embed(encoder, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
             out[idx] = embeds.float().cpu()
         if was_training:
             self.train()

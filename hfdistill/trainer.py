@@ -4,13 +4,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import EvalPrediction, Trainer
 
 from .data import AlignmentCollator
 from .evaluation import RetrievalEvaluator
-from .losses import alignment_loss
+from .losses import alignment_loss, hint_loss
 from .model_card import write_model_card
-from .modeling_asymmetric import AsymmetricDualEncoder
+from .modeling_asymmetric import AsymmetricDualEncoder, AsymmetricEncoderOutput
 from .training_args import AlignmentTrainingArguments
 
 
@@ -72,9 +73,21 @@ class EmbeddingAlignmentTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         teacher_embeddings = inputs.pop("teacher_embeddings")
-        outputs = model(**inputs)
+        hints = self.args.hint_weight > 0
+        outputs = model(**inputs, output_hidden_states=hints)
         loss = alignment_loss(outputs.query_embeds, teacher_embeddings, self.args.loss)
+        if hints:
+            loss = loss + self.args.hint_weight * self._hint_loss(outputs.hidden_states, inputs)
+        outputs = AsymmetricEncoderOutput(query_embeds=outputs.query_embeds)  # predictions: the embeddings only
         return (loss, outputs) if return_outputs else loss
+
+    def _hint_loss(self, student_states: tuple[torch.Tensor, ...], inputs: dict) -> torch.Tensor:
+        """Hints need the teacher's token states, too large to cache: the frozen teacher runs on each batch."""
+        teacher = self.accelerator.unwrap_model(self.model)
+        with torch.no_grad():
+            teacher_states = teacher.document_encoder(**inputs, output_hidden_states=True).hidden_states
+        targets = [teacher_states[index] for index in teacher.config.hint_targets()]
+        return hint_loss(list(student_states[1:]), targets, inputs["attention_mask"])
 
     def create_model_card(self, *args, **kwargs) -> None:
         """hfdistill's card (teacher, layers, results found in output_dir) instead of Trainer's default one."""

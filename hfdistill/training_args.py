@@ -118,6 +118,8 @@ class AlignmentTrainingArguments(TrainingArguments):
     Args:
         loss (`str`): `mse` (paper), `cosine`, `mse+cosine` or `l2` between student and teacher embeddings.
         overwrite_output_dir (`bool`): allow writing into an output directory that already holds a run.
+        hint_weight (`float`): weight of intermediate-layer hints (0 = off): each student layer's token states are
+            pulled (cosine) toward the teacher states they stand in for, computed by the teacher on every batch.
         retrieval_eval_dir (`str`, *optional*): BEIR-format folder (`corpus.jsonl[.gz]`, `queries.jsonl`,
             `qrels/test.tsv`); every evaluation then also logs the student's `eval_ndcg_at_10` and `eval_retention`,
             usable as `metric_for_best_model`.
@@ -125,6 +127,9 @@ class AlignmentTrainingArguments(TrainingArguments):
     """
 
     loss: str = field(default="mse", metadata={"help": f"Alignment loss: {LOSSES}."})
+    hint_weight: float = field(
+        default=0.0, metadata={"help": "Weight of intermediate-layer hints on token states (0 = off)."}
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output directory that already holds a run."}
     )
@@ -154,6 +159,8 @@ class AlignmentTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.loss not in LOSSES:
             raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
+        if self.hint_weight < 0:
+            raise ValueError(f"hint_weight must be >= 0 (0 turns hints off), got {self.hint_weight}.")
         if self.label_names is None:
             self.label_names = ["teacher_embeddings"]
         if self.retrieval_eval_dir is not None and not Path(self.retrieval_eval_dir).is_dir():

@@ -91,6 +91,31 @@ def test_resume_from_checkpoint(tiny_student, queries, tmp_path):
     assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == [4, 8, 12]
 
 
+def test_hints_vanish_for_the_full_teacher(tiny_teacher, queries, tmp_path):
+    full = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 1, 2, 3])  # every layer: states equal the teacher's
+    held_out = QueryAlignmentDataset(queries, full.encode_documents(queries), full.tokenizer, full.config.max_length)
+    trainer = EmbeddingAlignmentTrainer(
+        full, make_args(tmp_path, loss="cosine", hint_weight=1.0), eval_dataset=held_out
+    )
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_hints_add_to_the_loss_and_train_the_student(tiny_student, queries, tmp_path):
+    train, held_out = make_datasets(tiny_student, queries)
+    plain = EmbeddingAlignmentTrainer(
+        tiny_student, make_args(tmp_path, loss="cosine"), train_dataset=train, eval_dataset=held_out
+    ).evaluate()
+    args = make_args(tmp_path, loss="cosine", hint_weight=2.0)
+    trainer = EmbeddingAlignmentTrainer(tiny_student, args, train_dataset=train, eval_dataset=held_out)
+    before = trainer.evaluate()
+    assert before["eval_loss"] > plain["eval_loss"] + 0.01  # the hint term is on top of the embedding loss
+    assert before["eval_mean_cosine"] == pytest.approx(plain["eval_mean_cosine"])  # predictions stay embeddings
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_loss"] < before["eval_loss"]
+    assert after["eval_mean_cosine"] > before["eval_mean_cosine"]
+
+
 def test_output_dir_with_a_run_is_protected(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
@@ -106,6 +131,8 @@ def test_output_dir_with_a_run_is_protected(tmp_path):
 def test_unknown_loss_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="Unknown loss 'kl'"):
         make_args(tmp_path, loss="kl")
+    with pytest.raises(ValueError, match="hint_weight must be >= 0"):
+        make_args(tmp_path, hint_weight=-1.0)
 
 
 def test_retrieval_metrics_during_training_agree_with_mteb(tiny_student, queries, tmp_path):
