@@ -73,6 +73,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "num_train_queries": len(train_texts),
             "num_eval_queries": len(eval_texts),
             "loss": training_args.loss,
+            "hint_weight": training_args.hint_weight,
             "learning_rate": training_args.learning_rate,
             "batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes,
             "warmup_steps": training_args.warmup_steps,

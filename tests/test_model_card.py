@@ -54,6 +54,14 @@ def test_card_from_facts_round_trips(tiny_student, tiny_teacher, tmp_path):
     assert (result.dataset_name, result.metric_type, result.metric_value) == ("scifact", "ndcg_at_10", 0.54)
 
 
+def test_card_names_hints_only_when_trained_with_them(tiny_student, tmp_path):
+    write_results(tmp_path)
+    assert "intermediate-layer hints" not in write_model_card(tiny_student, tmp_path).read_text()
+    (tmp_path / "distillation.json").write_text(json.dumps({**TRAINING, "hint_weight": 0.5}))
+    text = write_model_card(tiny_student, tmp_path).read_text()
+    assert "embeddings, plus intermediate-layer hints on token states (weight 0.5); AdamW" in text
+
+
 def test_card_without_results_says_how_to_get_them(tiny_student, tmp_path):
     text = str(build_model_card(tiny_student, tmp_path))
     assert "Not evaluated yet" in text and "Not benchmarked yet" in text and "model-index" not in text
