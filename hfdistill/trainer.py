@@ -82,7 +82,7 @@ class EmbeddingAlignmentTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _hint_loss(self, student_states: tuple[torch.Tensor, ...], inputs: dict) -> torch.Tensor:
-        """Hints need the teacher's token states, too large to cache: the frozen teacher runs on each batch."""
+        """The teacher's token states (gigabytes for a whole query set, so not cached): it runs on each batch."""
         teacher = self.accelerator.unwrap_model(self.model)
         with torch.no_grad():
             teacher_states = teacher.document_encoder(**inputs, output_hidden_states=True).hidden_states
