@@ -102,30 +102,76 @@ def teacher_fingerprint(model: AsymmetricDualEncoder) -> dict:
     return identity
 
 
+def _cache_key(teacher: dict, texts: list[str]) -> tuple[str, dict]:
+    """(file key, fields it hashes) of `texts` embedded by `teacher` (see `teacher_fingerprint`)."""
+    fields = {**teacher, "data": fingerprint(texts), "count": len(texts)}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32], fields
+
+
+def _read_cached(path: Path, key: str, count: int) -> torch.Tensor | None:
+    """The embeddings in a cache file whose metadata repeats `key` and that holds `count` rows; else None."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            if f.metadata().get("key") == key:
+                embeddings = f.get_tensor("embeddings")
+                if embeddings.shape[0] == count:
+                    return embeddings
+    except Exception:  # noqa: BLE001 - a missing or unreadable cache file is recomputed
+        pass
+    return None
+
+
+def _cached_prefix(cache_dir: Path, teacher: dict, texts: list[str]) -> torch.Tensor | None:
+    """Embeddings of the longest proper prefix of `texts` that this teacher already embedded.
+
+    With a fixed split seed a larger `max_train_samples` extends the smaller run's queries, so only the new queries
+    need the teacher (hours for a large teacher on CPU).
+    """
+    counts = set()
+    for path in cache_dir.glob("teacher-embeddings-*.safetensors"):
+        try:
+            with safe_open(path, framework="pt") as f:
+                counts.add(int(f.metadata()["count"]))
+        except Exception:  # noqa: BLE001 - files without a readable count are not candidates
+            continue
+    for count in sorted((c for c in counts if 0 < c < len(texts)), reverse=True):
+        key, _ = _cache_key(teacher, texts[:count])
+        embeddings = _read_cached(cache_dir / f"teacher-embeddings-{key}.safetensors", key, count)
+        if embeddings is not None:
+            return embeddings
+    return None
+
+
 def cached_teacher_embeddings(
     model: AsymmetricDualEncoder, texts: list[str], cache_dir: str | os.PathLike, batch_size: int = 256
 ) -> torch.Tensor:
     """Teacher embeddings of `texts`, read from `cache_dir` when this teacher already embedded these texts.
 
     The file name hashes the teacher identity, max length and the texts; the file's metadata repeats the key, so a
-    renamed, truncated or stale file is recomputed rather than reused.
+    renamed, truncated or stale file is recomputed rather than reused. When a cached file holds the first n texts,
+    the teacher embeds only the rest.
     """
-    key_fields = {**teacher_fingerprint(model), "data": fingerprint(texts), "count": len(texts)}
-    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:32]
-    path = Path(cache_dir).expanduser() / f"teacher-embeddings-{key}.safetensors"
-    if path.is_file():
-        try:
-            with safe_open(path, framework="pt") as f:
-                if f.metadata().get("key") == key:
-                    embeddings = f.get_tensor("embeddings")
-                    if embeddings.shape[0] == len(texts):
-                        logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
-                        return embeddings
-        except Exception:  # noqa: BLE001 - any unreadable cache file is recomputed
-            pass
+    teacher = teacher_fingerprint(model)
+    key, key_fields = _cache_key(teacher, texts)
+    cache_dir = Path(cache_dir).expanduser()
+    path = cache_dir / f"teacher-embeddings-{key}.safetensors"
+    embeddings = _read_cached(path, key, len(texts))
+    if embeddings is not None:
+        logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
+        return embeddings
     start = time.perf_counter()
-    embeddings = model.encode_documents(texts, batch_size=batch_size, show_progress_bar=True)
-    logger.info("Teacher embedded %d texts in %.1f s; cached in %s", len(texts), time.perf_counter() - start, path)
+    prefix = _cached_prefix(cache_dir, teacher, texts) if cache_dir.is_dir() else None
+    done = 0 if prefix is None else len(prefix)
+    embeddings = model.encode_documents(texts[done:], batch_size=batch_size, show_progress_bar=True)
+    if prefix is not None:
+        embeddings = torch.cat([prefix, embeddings])
+    logger.info(
+        "Teacher embedded %d texts (%d more read from the cache) in %.1f s; cached in %s",
+        len(texts) - done,
+        done,
+        time.perf_counter() - start,
+        path,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file(

@@ -105,6 +105,23 @@ def test_cache_is_keyed_by_data_and_teacher(tiny_student, queries, tmp_path):
     torch.testing.assert_close(changed, tiny_student.encode_documents(queries[:10]))
 
 
+def test_cache_extends_a_cached_prefix(tiny_student, queries, tmp_path, monkeypatch):
+    expected = tiny_student.encode_documents(queries[:16])
+    cached_teacher_embeddings(tiny_student, queries[:6], tmp_path)
+    cached_teacher_embeddings(tiny_student, queries[:10], tmp_path)
+    cached_teacher_embeddings(tiny_student, queries[1:5], tmp_path)  # not a prefix of what follows
+    embedded = []
+    encode = tiny_student.encode_documents
+    monkeypatch.setattr(tiny_student, "encode_documents", lambda texts, **kw: embedded.append(texts) or encode(texts))
+    # the longest cached prefix (10) is read, only the other 6 texts go through the teacher
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, queries[:16], tmp_path), expected)
+    assert embedded == [queries[10:16]]
+    # the extended set is cached whole; a different order of the same texts shares no prefix and is embedded again
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, queries[:16], tmp_path), expected)
+    cached_teacher_embeddings(tiny_student, queries[15::-1], tmp_path)
+    assert embedded == [queries[10:16], queries[15::-1]]
+
+
 def test_corrupt_or_stale_cache_is_recomputed(tiny_student, queries, tmp_path):
     texts = queries[:10]
     good = cached_teacher_embeddings(tiny_student, texts, tmp_path)
