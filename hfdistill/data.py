@@ -160,7 +160,7 @@ def cached_teacher_embeddings(
         logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
         return embeddings
     start = time.perf_counter()
-    prefix = _cached_prefix(cache_dir, teacher, texts) if cache_dir.is_dir() else None
+    prefix = _cached_prefix(cache_dir, teacher, texts)
     done = 0 if prefix is None else len(prefix)
     embeddings = model.encode_documents(texts[done:], batch_size=batch_size, show_progress_bar=True)
     if prefix is not None:
