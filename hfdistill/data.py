@@ -20,6 +20,7 @@ from .modeling_asymmetric import AsymmetricDualEncoder
 logger = logging.getLogger(__name__)
 
 LOCAL_SUFFIXES = (".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz")
+CACHE_FILE = "teacher-embeddings-{}.safetensors"  # {} = the key of the teacher and texts
 
 
 def open_text(path: Path):
@@ -128,7 +129,7 @@ def _cached_prefix(cache_dir: Path, teacher: dict, texts: list[str]) -> torch.Te
     need the teacher (hours for a large teacher on CPU).
     """
     counts = set()
-    for path in cache_dir.glob("teacher-embeddings-*.safetensors"):
+    for path in cache_dir.glob(CACHE_FILE.format("*")):
         try:
             with safe_open(path, framework="pt") as f:
                 counts.add(int(f.metadata()["count"]))
@@ -136,7 +137,7 @@ def _cached_prefix(cache_dir: Path, teacher: dict, texts: list[str]) -> torch.Te
             continue
     for count in sorted((c for c in counts if 0 < c < len(texts)), reverse=True):
         key, _ = _cache_key(teacher, texts[:count])
-        embeddings = _read_cached(cache_dir / f"teacher-embeddings-{key}.safetensors", key, count)
+        embeddings = _read_cached(cache_dir / CACHE_FILE.format(key), key, count)
         if embeddings is not None:
             return embeddings
     return None
@@ -154,7 +155,7 @@ def cached_teacher_embeddings(
     teacher = teacher_fingerprint(model)
     key, key_fields = _cache_key(teacher, texts)
     cache_dir = Path(cache_dir).expanduser()
-    path = cache_dir / f"teacher-embeddings-{key}.safetensors"
+    path = cache_dir / CACHE_FILE.format(key)
     embeddings = _read_cached(path, key, len(texts))
     if embeddings is not None:
         logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
