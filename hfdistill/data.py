@@ -82,6 +82,20 @@ def split_queries(
     return train_texts[:max_train_samples] if max_train_samples else train_texts, eval_texts
 
 
+def join_queries(texts: list[str], fraction: float, seed: int = 42) -> list[str]:
+    """`texts` followed by `fraction` x as many examples of two of them joined into one longer text.
+
+    Search queries are short (the shared ones: 10.6 tokens on average), so students see few long inputs and align
+    them worst; joined queries add long query-like inputs. The plain queries come first, unchanged, so the teacher
+    embeddings cached for them are reused and only the joined texts are embedded.
+    """
+    if fraction < 0:
+        raise ValueError(f"joined_query_fraction must be >= 0, got {fraction}.")
+    rng = random.Random(seed)
+    pairs = ((rng.randrange(len(texts)), rng.randrange(len(texts))) for _ in range(round(len(texts) * fraction)))
+    return texts + [f"{texts[first]} {texts[second]}" for first, second in pairs]
+
+
 def fingerprint(texts: list[str]) -> str:
     """Content hash of an ordered list of texts."""
     digest = hashlib.sha256()

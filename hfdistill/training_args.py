@@ -6,7 +6,7 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
-from .data import load_queries, split_queries
+from .data import join_queries, load_queries, split_queries
 from .losses import LOSSES
 
 RUN_FILES = ("config.json", "model.safetensors", "trainer_state.json", "training_args.bin")
@@ -82,6 +82,8 @@ class QueryDataArguments:
             training seed. Fixing it repeats a run with another `seed` on the same queries (and cached embeddings).
         embedding_cache_dir (`str`): where teacher embeddings are cached (keyed by teacher, revision and data).
         teacher_batch_size (`int`): batch size when the teacher embeds the queries.
+        joined_query_fraction (`float`): adds this fraction x the training queries as examples of two training
+            queries joined into one longer text (held-out queries stay real); 0 = off.
     """
 
     train_queries: str = field(
@@ -100,13 +102,17 @@ class QueryDataArguments:
         default="~/.cache/hfdistill/embeddings", metadata={"help": "Cache of teacher embeddings."}
     )
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher's encoding."})
+    joined_query_fraction: float = field(
+        default=0.0, metadata={"help": "Add this fraction x the training queries as two of them joined (0 = off)."}
+    )
 
     def load_splits(self, seed: int) -> tuple[list[str], list[str]]:
         """(training, held-out) queries: loaded, deduplicated, shuffled with `split_seed` (else `seed`); the cap spares
         the held-out."""
         queries = load_queries(self.train_queries, self.queries_split, self.queries_column, self.queries_subset)
         split_seed = seed if self.split_seed is None else self.split_seed
-        return split_queries(queries, self.num_eval_queries, self.max_train_samples, split_seed)
+        train, held_out = split_queries(queries, self.num_eval_queries, self.max_train_samples, split_seed)
+        return join_queries(train, self.joined_query_fraction, split_seed), held_out
 
 
 @dataclass

@@ -72,6 +72,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "train_queries": data_args.train_queries,
             "num_train_queries": len(train_texts),
             "num_eval_queries": len(eval_texts),
+            "joined_query_fraction": data_args.joined_query_fraction,
             "loss": training_args.loss,
             "hint_weight": training_args.hint_weight,
             "learning_rate": training_args.learning_rate,

@@ -10,6 +10,7 @@ from hfdistill.data import (
     QueryAlignmentDataset,
     cached_teacher_embeddings,
     fingerprint,
+    join_queries,
     load_queries,
     split_queries,
 )
@@ -72,6 +73,21 @@ def test_split_seed_fixes_the_split_whatever_the_training_seed(tmp_path):
     assert args.load_splits(1) != args.load_splits(2)  # by default the training seed shuffles
     args.split_seed = 7
     assert args.load_splits(1) == args.load_splits(2) == split_queries([f"query {i}" for i in range(100)], 10, seed=7)
+
+
+def test_join_queries_appends_longer_examples(tmp_path):
+    texts = [f"query {i}" for i in range(100)]
+    joined = join_queries(texts, 0.25, seed=3)
+    assert len(joined) == 125 and joined[:100] == texts  # the plain list first: its cached embeddings are reused
+    assert set(joined[100:]) <= {f"{first} {second}" for first in texts for second in texts}  # space-joined pairs
+    assert join_queries(texts, 0.25, seed=3) == joined and join_queries(texts, 0.25, seed=4) != joined
+    assert join_queries(texts, 0.0) == texts
+    with pytest.raises(ValueError, match="joined_query_fraction must be >= 0, got -0.5"):
+        join_queries(texts, -0.5)
+    (tmp_path / "q.txt").write_text("\n".join(texts))
+    args = QueryDataArguments(train_queries=str(tmp_path / "q.txt"), num_eval_queries=10, joined_query_fraction=0.5)
+    train, held_out = args.load_splits(1)
+    assert len(train) == 135 and sum(text not in texts for text in train) == 45 and set(held_out) <= set(texts)
 
 
 def test_fingerprint_depends_on_order_and_content():

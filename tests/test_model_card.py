@@ -1,6 +1,7 @@
 import json
 import re
 
+import pytest
 from huggingface_hub import ModelCard
 
 from hfdistill.hub import stage_for_hub
@@ -54,12 +55,18 @@ def test_card_from_facts_round_trips(tiny_student, tiny_teacher, tmp_path):
     assert (result.dataset_name, result.metric_type, result.metric_value) == ("scifact", "ndcg_at_10", 0.54)
 
 
-def test_card_names_hints_only_when_trained_with_them(tiny_student, tmp_path):
+@pytest.mark.parametrize(
+    "option, value, sentence",
+    [
+        ("hint_weight", 0.5, "embeddings, plus intermediate-layer hints on token states (weight 0.5); AdamW"),
+        ("joined_query_fraction", 0.25, "held out), plus 25% as many examples of two of them joined into one"),
+    ],
+)
+def test_card_names_training_options_only_when_used(tiny_student, tmp_path, option, value, sentence):
     write_results(tmp_path)
-    assert "intermediate-layer hints" not in write_model_card(tiny_student, tmp_path).read_text()
-    (tmp_path / "distillation.json").write_text(json.dumps({**TRAINING, "hint_weight": 0.5}))
-    text = write_model_card(tiny_student, tmp_path).read_text()
-    assert "embeddings, plus intermediate-layer hints on token states (weight 0.5); AdamW" in text
+    assert sentence not in write_model_card(tiny_student, tmp_path).read_text()
+    (tmp_path / "distillation.json").write_text(json.dumps({**TRAINING, option: value}))
+    assert sentence in write_model_card(tiny_student, tmp_path).read_text()
 
 
 def test_card_without_results_says_how_to_get_them(tiny_student, tmp_path):
