@@ -1,0 +1,46 @@
+"""How well a distilled student matches its teacher, by query length: on the held-out queries of the distill recipe
+(same `--seed`, `--num_eval_queries`, `--train_queries`) or on any query file.
+
+    python recipes/alignment_report.py --model runs/minilm-2L
+    python recipes/alignment_report.py --model runs/minilm-2L --queries ../shared/data/beir/scifact/queries.jsonl
+
+The teacher side is read from (or added to) the distill recipe's embedding cache.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hfdistill.alignment import alignment_by_length
+from hfdistill.cli import parse_args
+from hfdistill.data import load_queries
+from hfdistill.evaluation import load_student
+from hfdistill.training_args import QueryDataArguments
+
+
+@dataclass
+class AlignmentReportArguments:
+    model: str = field(metadata={"help": "Hub id or local path of an hfdistill student."})
+    queries: str | None = field(
+        default=None, metadata={"help": "Query file (.tsv/.jsonl/.txt[.gz]); default: the held-out training queries."}
+    )
+    seed: int = field(default=42, metadata={"help": "Shuffle seed of the held-out split (the distill recipe's)."})
+    output_file: str | None = field(default=None, metadata={"help": "Also write the report here as JSON."})
+
+
+def main(args: AlignmentReportArguments, data_args: QueryDataArguments) -> None:
+    model = load_student(args.model)
+    queries = load_queries(args.queries) if args.queries else data_args.load_splits(args.seed)[1]
+    report = {"model": args.model, "queries_from": args.queries or "held-out training queries"}
+    report |= alignment_by_length(
+        model, queries, data_args.embedding_cache_dir, batch_size=data_args.teacher_batch_size
+    )
+    print(f"{report['queries']} queries from {report['queries_from']}: mean cosine {report['mean_cosine']:.4f}")
+    for row in report["by_length"]:
+        print(f"  {row['tokens']:>6} tokens  {row['queries']:>6} queries  cosine {row['mean_cosine']:.4f}")
+    if args.output_file:
+        Path(args.output_file).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main(*parse_args((AlignmentReportArguments, QueryDataArguments)))

@@ -1,0 +1,41 @@
+import json
+
+import pytest
+import torch
+
+from hfdistill import AsymmetricDualEncoder
+from hfdistill.alignment import alignment_by_length, query_cosines
+from tests.conftest import run_script
+
+
+def test_full_depth_student_is_aligned_everywhere(tiny_teacher, queries, tmp_path):
+    full = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 1, 2, 3])  # the teacher itself as the student
+    report = alignment_by_length(full, queries, tmp_path, bins=(6, 9))
+    assert report["mean_cosine"] == pytest.approx(1.0, abs=1e-5)
+    assert all(row["mean_cosine"] == pytest.approx(1.0, abs=1e-5) for row in report["by_length"])
+
+
+def test_bins_partition_the_queries_by_token_count(tiny_student, queries, tmp_path):
+    cosines = query_cosines(tiny_student, queries, tmp_path)
+    report = alignment_by_length(tiny_student, queries, tmp_path, bins=(6, 9))
+    assert [row["tokens"] for row in report["by_length"]] == ["0-5", "6-8", "9+"]
+    assert sum(row["queries"] for row in report["by_length"]) == len(queries) == report["queries"]
+    lengths = torch.tensor([len(tiny_student.tokenizer(q).input_ids) for q in queries])  # words + [CLS] + [SEP]
+    short = cosines[lengths < 6]
+    assert report["by_length"][0]["queries"] == len(short)
+    assert report["by_length"][0]["mean_cosine"] == pytest.approx(float(short.mean()), abs=1e-6)
+    assert report["mean_cosine"] == pytest.approx(float(cosines.mean()), abs=1e-6) and report["mean_cosine"] < 1 - 1e-4
+    with pytest.raises(ValueError, match="at least one query"):
+        alignment_by_length(tiny_student, [], tmp_path)
+
+
+def test_recipe_reports_a_query_file(tiny_student, queries, tmp_path):
+    tiny_student.save_pretrained(tmp_path / "student")
+    query_file, output = tmp_path / "q.jsonl", tmp_path / "report.json"
+    query_file.write_text("".join(json.dumps({"_id": str(i), "text": q}) + "\n" for i, q in enumerate(queries)))
+    args = ["recipes/alignment_report.py", "--model", str(tmp_path / "student"), "--queries", str(query_file),
+            "--embedding_cache_dir", str(tmp_path / "cache"), "--output_file", str(output)]  # fmt: skip
+    printed = run_script(args).stdout
+    report = json.loads(output.read_text())
+    assert report["queries"] == len(queries) and f"mean cosine {report['mean_cosine']:.4f}" in printed
+    assert report["queries_from"] == str(query_file) and len(report["by_length"]) == 2  # 2-9 words: two bins
