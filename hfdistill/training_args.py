@@ -110,9 +110,14 @@ class QueryDataArguments:
         """(training, held-out) queries: loaded, deduplicated, shuffled with `split_seed` (else `seed`); the cap spares
         the held-out."""
         queries = load_queries(self.train_queries, self.queries_split, self.queries_column, self.queries_subset)
-        split_seed = seed if self.split_seed is None else self.split_seed
-        train, held_out = split_queries(queries, self.num_eval_queries, self.max_train_samples, split_seed)
-        return join_queries(train, self.joined_query_fraction, split_seed), held_out
+        return split_queries(queries, self.num_eval_queries, self.max_train_samples, self._split_seed(seed))
+
+    def training_examples(self, train_queries: list[str], seed: int) -> list[str]:
+        """The texts to train on: the training queries, plus joined ones when `joined_query_fraction` > 0."""
+        return join_queries(train_queries, self.joined_query_fraction, self._split_seed(seed))
+
+    def _split_seed(self, seed: int) -> int:
+        return seed if self.split_seed is None else self.split_seed
 
 
 @dataclass

@@ -25,7 +25,8 @@ from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArgumen
 
 
 def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments):
-    train_texts, eval_texts = data_args.load_splits(training_args.seed)
+    train_queries, eval_texts = data_args.load_splits(training_args.seed)
+    train_texts = data_args.training_examples(train_queries, training_args.seed)
     layers, selection = student_args.student_layers or student_args.layer_strategy, None
     if layers == "auto":  # rank candidates by the untrained students' alignment on held-out queries
         layers, ranking, seconds = auto_select_layers(
@@ -70,7 +71,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     if trainer.is_world_process_zero():
         record = {
             "train_queries": data_args.train_queries,
-            "num_train_queries": len(train_texts),
+            "num_train_queries": len(train_queries),
             "num_eval_queries": len(eval_texts),
             "joined_query_fraction": data_args.joined_query_fraction,
             "loss": training_args.loss,

@@ -87,7 +87,9 @@ def test_join_queries_appends_longer_examples(tmp_path):
     (tmp_path / "q.txt").write_text("\n".join(texts))
     args = QueryDataArguments(train_queries=str(tmp_path / "q.txt"), num_eval_queries=10, joined_query_fraction=0.5)
     train, held_out = args.load_splits(1)
-    assert len(train) == 135 and sum(text not in texts for text in train) == 45 and set(held_out) <= set(texts)
+    assert len(train) == 90 and set(train) | set(held_out) == set(texts)  # the split itself stays real queries
+    examples = args.training_examples(train, seed=1)
+    assert examples[:90] == train and len(examples) == 135 and examples == args.training_examples(train, seed=1)
 
 
 def test_fingerprint_depends_on_order_and_content():
