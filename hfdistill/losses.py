@@ -29,6 +29,21 @@ def alignment_loss(student: torch.Tensor, teacher: torch.Tensor, loss: str = "ms
     return cosine if loss == "cosine" else mse + cosine
 
 
+def in_batch_ranking_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """KL divergence from the teacher's to the student's score distribution over the batch's teacher embeddings.
+
+    Retrieval ranks documents by the inner product of a query with teacher embeddings; the batch's teacher embeddings
+    (each query's own included) stand in for that index, so the student learns the teacher's ranking, not only its
+    vector. The default temperature, 0.05, is the scale (20) both offline teachers were trained with.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    teacher = teacher.to(student.dtype)
+    student_log_probs = F.log_softmax(student @ teacher.T / temperature, dim=-1)
+    teacher_log_probs = F.log_softmax(teacher @ teacher.T / temperature, dim=-1)
+    return F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
+
+
 def hint_loss(
     student_states: list[torch.Tensor], teacher_states: list[torch.Tensor], attention_mask: torch.Tensor
 ) -> torch.Tensor:

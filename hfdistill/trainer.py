@@ -9,7 +9,7 @@ from transformers import EvalPrediction, Trainer
 
 from .data import AlignmentCollator
 from .evaluation import RetrievalEvaluator
-from .losses import alignment_loss, hint_loss
+from .losses import alignment_loss, hint_loss, in_batch_ranking_loss
 from .model_card import write_model_card
 from .modeling_asymmetric import AsymmetricDualEncoder, AsymmetricEncoderOutput
 from .training_args import AlignmentTrainingArguments
@@ -76,6 +76,9 @@ class EmbeddingAlignmentTrainer(Trainer):
         hints = self.args.hint_weight > 0
         outputs = model(**inputs, output_hidden_states=hints)
         loss = alignment_loss(outputs.query_embeds, teacher_embeddings, self.args.loss)
+        if self.args.ranking_weight > 0:
+            ranking = in_batch_ranking_loss(outputs.query_embeds, teacher_embeddings, self.args.ranking_temperature)
+            loss = loss + self.args.ranking_weight * ranking
         if hints:
             loss = loss + self.args.hint_weight * self._hint_loss(outputs.hidden_states, inputs)
         outputs = AsymmetricEncoderOutput(query_embeds=outputs.query_embeds)  # predictions: the embeddings only

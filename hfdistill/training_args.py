@@ -131,6 +131,9 @@ class AlignmentTrainingArguments(TrainingArguments):
         overwrite_output_dir (`bool`): allow writing into an output directory that already holds a run.
         hint_weight (`float`): weight of intermediate-layer hints (0 = off): each student layer's token states are
             pulled (cosine) toward the teacher states they stand in for, computed by the teacher on every batch.
+        ranking_weight (`float`): weight of in-batch ranking distillation (0 = off): KL from the teacher's to the
+            student's softmax scores over the batch's teacher embeddings; free, the targets are cached.
+        ranking_temperature (`float`): softmax temperature of those scores.
         retrieval_eval_dir (`str`, *optional*): BEIR-format folder (`corpus.jsonl[.gz]`, `queries.jsonl`,
             `qrels/test.tsv`); every evaluation then also logs the student's `eval_ndcg_at_10` and `eval_retention`,
             usable as `metric_for_best_model`.
@@ -141,6 +144,10 @@ class AlignmentTrainingArguments(TrainingArguments):
     hint_weight: float = field(
         default=0.0, metadata={"help": "Weight of intermediate-layer hints on token states (0 = off)."}
     )
+    ranking_weight: float = field(
+        default=0.0, metadata={"help": "Weight of in-batch ranking distillation over teacher embeddings (0 = off)."}
+    )
+    ranking_temperature: float = field(default=0.05, metadata={"help": "Temperature of the in-batch ranking scores."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output directory that already holds a run."}
     )
@@ -172,6 +179,11 @@ class AlignmentTrainingArguments(TrainingArguments):
             raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
         if self.hint_weight < 0:
             raise ValueError(f"hint_weight must be >= 0 (0 turns hints off), got {self.hint_weight}.")
+        if self.ranking_weight < 0 or self.ranking_temperature <= 0:
+            raise ValueError(
+                f"ranking_weight must be >= 0 (0 turns it off) and ranking_temperature > 0, got "
+                f"{self.ranking_weight} and {self.ranking_temperature}."
+            )
         if self.label_names is None:
             self.label_names = ["teacher_embeddings"]
         if self.retrieval_eval_dir is not None and not Path(self.retrieval_eval_dir).is_dir():

@@ -76,6 +76,8 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "joined_query_fraction": data_args.joined_query_fraction,
             "loss": training_args.loss,
             "hint_weight": training_args.hint_weight,
+            "ranking_weight": training_args.ranking_weight,
+            "ranking_temperature": training_args.ranking_temperature,
             "learning_rate": training_args.learning_rate,
             "batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes,
             "warmup_steps": training_args.warmup_steps,

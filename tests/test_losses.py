@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hfdistill.losses import alignment_loss, hint_loss
+from hfdistill.losses import alignment_loss, hint_loss, in_batch_ranking_loss
 
 
 @pytest.mark.parametrize("loss", ["mse", "cosine", "mse+cosine", "l2"])
@@ -54,3 +54,20 @@ def test_hint_loss_rejects_unpaired_states():
         hint_loss([state, state], [state], torch.ones(2, 3))
     with pytest.raises(ValueError, match="differ"):
         hint_loss([state], [torch.randn(2, 3, 5)], torch.ones(2, 3))
+
+
+def test_in_batch_ranking_loss_is_the_kl_between_score_distributions():
+    teacher = torch.eye(2)
+    assert in_batch_ranking_loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    # the student swaps the two queries: each row's scores over the teacher bank are reversed
+    student = teacher.flip(0)
+    p = torch.softmax(torch.tensor([1.0, 0.0]), dim=0)  # temperature 1
+    kl = (p * (p.log() - p.flip(0).log())).sum()
+    assert in_batch_ranking_loss(student, teacher, temperature=1.0).item() == pytest.approx(kl.item())
+    # a lower temperature sharpens the teacher's scores, so the same mistake costs more
+    assert in_batch_ranking_loss(student, teacher, temperature=0.5) > in_batch_ranking_loss(student, teacher, 1.0)
+
+
+def test_in_batch_ranking_loss_rejects_a_non_positive_temperature():
+    with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
+        in_batch_ranking_loss(torch.eye(2), torch.eye(2), temperature=0)

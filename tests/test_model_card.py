@@ -56,18 +56,20 @@ def test_card_from_facts_round_trips(tiny_student, tiny_teacher, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "option, value, marker, sentence",
+    "options, marker, sentence",
     [
-        ("hint_weight", 0.5, "intermediate-layer hints",
+        ({"hint_weight": 0.5}, "intermediate-layer hints",
          "embeddings, plus intermediate-layer hints on token states (weight 0.5); AdamW"),
-        ("joined_query_fraction", 0.25, "joined",
+        ({"ranking_weight": 0.5, "ranking_temperature": 0.05}, "ranking distillation",
+         "plus in-batch ranking distillation over the teacher's embeddings (weight 0.5, temperature 0.05); AdamW"),
+        ({"joined_query_fraction": 0.25}, "joined",
          "held out), plus 25% as many examples of two of them joined into one"),
     ],
 )  # fmt: skip
-def test_card_names_training_options_only_when_used(tiny_student, tmp_path, option, value, marker, sentence):
+def test_card_names_training_options_only_when_used(tiny_student, tmp_path, options, marker, sentence):
     write_results(tmp_path)
     assert marker not in write_model_card(tiny_student, tmp_path).read_text()
-    (tmp_path / "distillation.json").write_text(json.dumps({**TRAINING, option: value}))
+    (tmp_path / "distillation.json").write_text(json.dumps({**TRAINING, **options}))
     assert sentence in write_model_card(tiny_student, tmp_path).read_text()
 
 

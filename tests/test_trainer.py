@@ -3,6 +3,7 @@ import torch
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.data import QueryAlignmentDataset
+from hfdistill.losses import in_batch_ranking_loss
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import AlignmentTrainingArguments
 
@@ -116,6 +117,27 @@ def test_hints_add_to_the_loss_and_train_the_student(tiny_student, queries, tmp_
     assert after["eval_mean_cosine"] > before["eval_mean_cosine"]
 
 
+def test_ranking_distillation_adds_to_the_loss_and_trains_the_student(tiny_student, queries, tmp_path):
+    train, held_out = make_datasets(tiny_student, queries)
+    plain = EmbeddingAlignmentTrainer(
+        tiny_student, make_args(tmp_path, loss="cosine"), train_dataset=train, eval_dataset=held_out
+    ).evaluate()
+    args = make_args(tmp_path, loss="cosine", ranking_weight=3.0, ranking_temperature=0.1)
+    trainer = EmbeddingAlignmentTrainer(tiny_student, args, train_dataset=train, eval_dataset=held_out)
+    before = trainer.evaluate()
+    with torch.no_grad():
+        batch = trainer.data_collator([held_out[i] for i in range(len(held_out))])
+        student = tiny_student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).query_embeds
+        ranking = in_batch_ranking_loss(student, batch["teacher_embeddings"], 0.1).item()
+    # one evaluation batch holds all held-out queries, so the added term is exactly the ranking loss over them
+    assert before["eval_loss"] == pytest.approx(plain["eval_loss"] + 3.0 * ranking, rel=1e-4)
+    assert before["eval_mean_cosine"] == pytest.approx(plain["eval_mean_cosine"])
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_loss"] < before["eval_loss"]
+    assert after["eval_mean_cosine"] > before["eval_mean_cosine"]
+
+
 def test_output_dir_with_a_run_is_protected(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
@@ -133,6 +155,10 @@ def test_unknown_loss_is_rejected(tmp_path):
         make_args(tmp_path, loss="kl")
     with pytest.raises(ValueError, match="hint_weight must be >= 0"):
         make_args(tmp_path, hint_weight=-1.0)
+    with pytest.raises(ValueError, match="ranking_weight must be >= 0 .* got -1.0 and 0.05"):
+        make_args(tmp_path, ranking_weight=-1.0)
+    with pytest.raises(ValueError, match="ranking_temperature > 0, got 1.0 and 0.0"):
+        make_args(tmp_path, ranking_weight=1.0, ranking_temperature=0.0)
 
 
 def test_retrieval_metrics_during_training_agree_with_mteb(tiny_student, queries, tmp_path):
