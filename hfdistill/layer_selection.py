@@ -1,8 +1,15 @@
 """Automatic layer selection: rank candidate layer sets by a cheap proxy instead of training each one.
 
-The proxy is the alignment of each *untrained* truncated student with the teacher: the mean cosine between the
-student's and the teacher's embeddings of held-out queries. Candidates share the teacher's layer modules (no copies),
-so scoring one costs a k-layer forward pass over the queries.
+Each *untrained* truncated student embeds held-out queries and is scored against the teacher's embeddings of them.
+Candidates share the teacher's layer modules (no copies), so scoring one costs a k-layer forward pass. Proxies:
+
+- `cosine` (default): mean cosine between student and teacher embeddings. It asks for the final vectors before any
+  training, so it favours sets that end in adjacent layers.
+- `neighbours`: retrieval agreement. The teacher's embeddings of the held-out queries act as a small index;
+  the score is the share of each query's 10 nearest neighbours in it (itself excluded) that the student's embedding
+  also ranks in its top 10, as the student will be used: its query against the teacher's documents.
+- `cka`: linear CKA, the similarity of the two embedding geometries up to rotation and scale. It ignores whether the
+  student's vectors live in the teacher's space, so it favours bottom layers.
 """
 
 import itertools
@@ -31,6 +38,37 @@ def candidate_layer_sets(num_teacher_layers: int, k: int, max_candidates: int = 
     return sorted([list(c) for c in named] + sample)
 
 
+def mean_cosine(student: torch.Tensor, teacher: torch.Tensor) -> float:
+    """Mean cosine between rows of two `(queries, dim)` matrices of unit vectors."""
+    return float((student * teacher).sum(-1).mean())
+
+
+def linear_cka(student: torch.Tensor, teacher: torch.Tensor) -> float:
+    """Linear centered kernel alignment (Kornblith et al., 2019): 1 for the same geometry up to rotation and scale."""
+    student, teacher = student.double() - student.double().mean(0), teacher.double() - teacher.double().mean(0)
+    cross = (student.T @ teacher).norm() ** 2
+    return float(cross / ((student.T @ student).norm() * (teacher.T @ teacher).norm()))
+
+
+def neighbour_overlap(student: torch.Tensor, teacher: torch.Tensor, k: int = 10, chunk: int = 1024) -> float:
+    """Share of each query's k nearest neighbours among the teacher embeddings of the others that the student's
+    embedding of it also ranks in its top k."""
+    count = len(teacher)
+    if count <= k:
+        raise ValueError(f"neighbour_overlap needs more than k={k} queries, got {count}.")
+    shared = 0
+    for start in range(0, count, chunk):
+        rows = torch.arange(start, min(start + chunk, count))
+        scores = torch.stack([student[rows] @ teacher.T, teacher[rows] @ teacher.T])
+        scores[:, torch.arange(len(rows)), rows] = -torch.inf  # a query is not its own neighbour
+        found, wanted = scores.topk(k, dim=-1).indices
+        shared += int((found.unsqueeze(-1) == wanted.unsqueeze(-2)).any(-1).sum())
+    return shared / (count * k)
+
+
+PROXIES = {"cosine": mean_cosine, "neighbours": neighbour_overlap, "cka": linear_cka}
+
+
 @torch.inference_mode()
 def rank_layer_sets(
     model: AsymmetricDualEncoder,
@@ -39,29 +77,44 @@ def rank_layer_sets(
     cache_dir: str | Path,
     max_candidates: int = 64,
     batch_size: int = 64,
+    proxy: str = "cosine",
+    candidates: list[list[int]] | None = None,
 ) -> list[dict]:
-    """Candidates sorted best first, each `{"layers", "mean_cosine"}`; `model` must hold the full teacher."""
+    """Candidates sorted best first by `proxy`, each `{"layers", <every proxy's score>}`: all k-layer sets, or the
+    given `candidates` (of any size; `k` is then unused). `model` must hold the full teacher."""
+    if proxy not in PROXIES:
+        raise ValueError(f"Unknown layer-selection proxy {proxy!r}; choose one of {tuple(PROXIES)}.")
     if not queries:
         raise ValueError("rank_layer_sets needs held-out queries to score candidates on.")
     teacher_layers = model.document_encoder.encoder.layer
+    for layers in candidates or []:
+        if not layers or not all(0 <= index < len(teacher_layers) for index in layers):
+            raise ValueError(f"Candidate {layers} must hold layer indices of the teacher's {len(teacher_layers)}.")
     targets = nn.functional.normalize(cached_teacher_embeddings(model, queries, cache_dir, batch_size), dim=-1)
     original = model.query_encoder.encoder.layer
     ranked = []
     try:
-        for layers in candidate_layer_sets(len(teacher_layers), k, max_candidates):
+        for layers in candidates or candidate_layer_sets(len(teacher_layers), k, max_candidates):
             model.query_encoder.encoder.layer = nn.ModuleList([teacher_layers[i] for i in layers])
             student = nn.functional.normalize(model.encode_queries(queries, batch_size), dim=-1)
-            ranked.append({"layers": layers, "mean_cosine": float((student * targets).sum(-1).mean())})
+            ranked.append({"layers": layers, **{name: score(student, targets) for name, score in PROXIES.items()}})
     finally:
         model.query_encoder.encoder.layer = original
-    return sorted(ranked, key=lambda c: -c["mean_cosine"])
+    return sorted(ranked, key=lambda c: -c[proxy])
 
 
 def auto_select_layers(
-    teacher: str, queries: list[str], k: int, cache_dir: str | Path, max_candidates: int = 64, **teacher_kwargs
+    teacher: str,
+    queries: list[str],
+    k: int,
+    cache_dir: str | Path,
+    max_candidates: int = 64,
+    proxy: str = "cosine",
+    candidates: list[list[int]] | None = None,
+    **teacher_kwargs,
 ) -> tuple[list[int], list[dict], float]:
-    """Best k-layer set for `teacher` by the proxy; also returns the full ranking and the seconds it took."""
+    """Best k-layer set for `teacher` by `proxy`; also returns the full ranking and the seconds it took."""
     start = time.perf_counter()
     full = AsymmetricDualEncoder.from_teacher(teacher, "first", 1, **teacher_kwargs)
-    ranking = rank_layer_sets(full, queries, k, cache_dir, max_candidates)
+    ranking = rank_layer_sets(full, queries, k, cache_dir, max_candidates, proxy=proxy, candidates=candidates)
     return ranking[0]["layers"], ranking, time.perf_counter() - start

@@ -7,6 +7,7 @@ from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
 from .data import join_queries, load_queries, split_queries
+from .layer_selection import PROXIES
 from .losses import LOSSES
 
 RUN_FILES = ("config.json", "model.safetensors", "trainer_state.json", "training_args.bin")
@@ -20,9 +21,14 @@ class StudentArguments:
         teacher_revision (`str`, *optional*): Hub revision of the teacher.
         student_layers (`list[int]` or `"auto"`, *optional*): explicit 0-based teacher layers to keep (overrides the
             strategy), or `auto` (same as `layer_strategy: auto`).
-        layer_strategy (`str`): `top_bottom`, `first`, `last`, `uniform` or `auto` (ranked by the untrained students'
-            alignment on the held-out queries), used when no indices are given.
+        layer_strategy (`str`): `top_bottom`, `first`, `last`, `uniform` or `auto` (candidates ranked by how the
+            untrained students agree with the teacher on the held-out queries), used when no indices are given.
         num_student_layers (`int`): number of layers the strategy keeps.
+        selection_proxy (`str`): how `auto` scores candidates untrained: `cosine`, `neighbours` or `cka` (see
+            `hfdistill.layer_selection`).
+        selection_training_steps (`int`): when > 0, `auto` then trains the proxy's top `selection_shortlist`
+            candidates this many steps each (the run's recipe) and keeps the best by held-out cosine.
+        selection_shortlist (`int`): how many candidates those short runs train.
         pooling (`str`, *optional*): overrides the teacher's sentence-transformers pooling.
         projection_dim (`int`, *optional*): adds an identity-initialised linear map on student embeddings.
         freeze_embeddings (`bool`): keep the student's token embeddings (copied from the teacher) fixed; tokens
@@ -42,6 +48,14 @@ class StudentArguments:
         metadata={"help": f"Layer selection when no indices are given: {LAYER_STRATEGIES} or auto (ranked by proxy)."},
     )
     num_student_layers: int = field(default=2, metadata={"help": "Number of layers the strategy keeps."})
+    selection_proxy: str = field(
+        default="cosine", metadata={"help": f"How `auto` scores untrained candidate layer sets: {tuple(PROXIES)}."}
+    )
+    selection_training_steps: int = field(
+        default=0,
+        metadata={"help": "`auto`: train the proxy's shortlist this many steps each; the best wins (0 = off)."},
+    )
+    selection_shortlist: int = field(default=4, metadata={"help": "`auto`: candidates the short runs train."})
     pooling: str | None = field(default=None, metadata={"help": f"Override the teacher's pooling: {POOLING_MODES}."})
     projection_dim: int | None = field(
         default=None, metadata={"help": "Add an identity-initialised linear map of this size (the teacher's)."}
@@ -51,6 +65,8 @@ class StudentArguments:
     )
 
     def __post_init__(self):
+        if self.selection_proxy not in PROXIES:
+            raise ValueError(f"Unknown selection_proxy {self.selection_proxy!r}; choose one of {tuple(PROXIES)}.")
         if self.student_layers in ("auto", ["auto"]):
             self.student_layers, self.layer_strategy = None, "auto"
         elif self.student_layers is not None:

@@ -18,7 +18,7 @@ from accelerate import PartialState
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.cli import parse_args
 from hfdistill.data import QueryAlignmentDataset, cached_teacher_embeddings
-from hfdistill.layer_selection import auto_select_layers
+from hfdistill.layer_trials import select_student_layers
 from hfdistill.model_card import TRAINING_RECORD, write_model_card
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
@@ -28,16 +28,10 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     train_queries, eval_texts = data_args.load_splits(training_args.seed)
     train_texts = data_args.training_examples(train_queries, training_args.seed)
     layers, selection = student_args.student_layers or student_args.layer_strategy, None
-    if layers == "auto":  # rank candidates by the untrained students' alignment on held-out queries
-        layers, ranking, seconds = auto_select_layers(
-            student_args.teacher,
-            eval_texts,
-            student_args.num_student_layers,
-            data_args.embedding_cache_dir,
-            **student_args.teacher_kwargs,
-        )
-        selection = {"selected": layers, "seconds": round(seconds, 1), "ranking": ranking[:10]}
-        logging.getLogger(__name__).info("auto layer selection: %s in %.1f s", layers, seconds)
+    if layers == "auto":  # rank candidates by a proxy on held-out queries (then short runs, if asked)
+        selection = select_student_layers(student_args, data_args, training_args, train_texts, eval_texts)
+        layers, selection["ranking"] = selection["selected"], selection["ranking"][:10]
+        logging.getLogger(__name__).info("auto layer selection: %s in %.1f s", layers, selection["seconds"])
     model = AsymmetricDualEncoder.from_teacher(
         student_args.teacher,
         layers,

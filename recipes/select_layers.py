@@ -1,10 +1,14 @@
-"""Rank which teacher layers a k-layer student should keep, without training any candidate.
+"""Rank which teacher layers a k-layer student should keep, before training it.
 
     python recipes/select_layers.py --teacher sentence-transformers/all-MiniLM-L6-v2 --num_student_layers 2
+    python recipes/select_layers.py recipes/configs/mpnet-2L-best.yaml --selection_training_steps 50
 
-Scores every candidate layer set by the alignment of its untrained truncated student with the teacher on the
-held-out queries of the distill recipe (same `--seed`, `--num_eval_queries`), and prints the ranking and the time it
-took. `recipes/distill.py --student_layers auto` runs the same selection and then distills the winner.
+Scores every candidate layer set (or those given with `--candidates 0,11 10,11`) by how its untrained truncated
+student agrees with the teacher on the held-out queries of the distill recipe (same config, `--seed`,
+`--num_eval_queries`), by each proxy of `hfdistill.layer_selection.PROXIES`, and ranks them by `--selection_proxy`.
+With `--selection_training_steps n`, the top `--selection_shortlist` candidates then train n steps each with the
+config's recipe and the best held-out cosine wins. Prints the ranking and the time it took; `recipes/distill.py
+--student_layers auto` makes the same choice and then distills the winner.
 """
 
 import json
@@ -13,36 +17,59 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfdistill.cli import parse_args
-from hfdistill.layer_selection import auto_select_layers
-from hfdistill.training_args import QueryDataArguments, StudentArguments
+from hfdistill.layer_selection import PROXIES
+from hfdistill.layer_trials import select_student_layers
+from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
 
 
 @dataclass
 class SelectionArguments:
-    seed: int = field(default=42, metadata={"help": "Shuffle seed of the held-out split (the distill recipe's)."})
     max_candidates: int = field(default=64, metadata={"help": "Score at most this many layer sets."})
+    candidates: list[str] | None = field(
+        default=None, metadata={"help": "Score only these layer sets, each comma-separated, e.g. `0,11 10,11`."}
+    )
     output_file: str | None = field(default=None, metadata={"help": "Also write the ranking here as JSON."})
 
 
-def main(student_args: StudentArguments, data_args: QueryDataArguments, args: SelectionArguments) -> None:
-    _, held_out = data_args.load_splits(args.seed)
-    best, ranking, seconds = auto_select_layers(
-        student_args.teacher,
-        held_out,
-        student_args.num_student_layers,
-        data_args.embedding_cache_dir,
-        args.max_candidates,
-        **student_args.teacher_kwargs,
+def main(
+    student_args: StudentArguments,
+    data_args: QueryDataArguments,
+    training_args: AlignmentTrainingArguments,
+    args: SelectionArguments,
+) -> None:
+    candidates = _parse_candidates(args.candidates)
+    train_queries, held_out = data_args.load_splits(training_args.seed)
+    train_texts = data_args.training_examples(train_queries, training_args.seed)
+    result = select_student_layers(
+        student_args, data_args, training_args, train_texts, held_out, args.max_candidates, candidates
     )
-    result = {"selected": best, "seconds": round(seconds, 1), "num_queries": len(held_out), "ranking": ranking}
-    for candidate in ranking:
-        print(f"{str(candidate['layers']):<20} {candidate['mean_cosine']:.4f}")
-    print(f"selected {best}: {len(ranking)} candidates scored on {len(held_out)} held-out queries in {seconds:.1f} s")
+    proxies = list(PROXIES)
+    print(f"{'layers':<20} " + " ".join(f"{name:>10}" for name in proxies))
+    for candidate in result["ranking"]:
+        print(f"{str(candidate['layers']):<20} " + " ".join(f"{candidate[name]:>10.4f}" for name in proxies))
+    for trial in result.get("trials", []):
+        steps = result["training_steps"]
+        print(f"{str(trial['layers']):<20} held-out cosine {trial['trained_cosine']:.4f} after {steps} steps")
+    print(
+        f"selected {result['selected']} by {student_args.selection_proxy}"
+        f"{' and short training' if 'trials' in result else ''}: {len(result['ranking'])} candidates scored on "
+        f"{len(held_out)} held-out queries in {result['seconds']:.1f} s"
+    )
     if args.output_file:
         Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_file).write_text(json.dumps(result, indent=2))
+        Path(args.output_file).write_text(json.dumps({**result, "num_queries": len(held_out)}, indent=2))
+
+
+def _parse_candidates(candidates: list[str] | None) -> list[list[int]] | None:
+    if not candidates:
+        return None
+    try:
+        return [[int(index) for index in candidate.split(",")] for candidate in candidates]
+    except ValueError:
+        message = f"candidates must be comma-separated layer indices, e.g. `0,11 10,11`; got {candidates}."
+        raise ValueError(message) from None
 
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    main(*parse_args((StudentArguments, QueryDataArguments, SelectionArguments)))
+    main(*parse_args((StudentArguments, QueryDataArguments, AlignmentTrainingArguments, SelectionArguments)))

@@ -55,3 +55,5 @@ def test_student_layers_auto_or_indices(tmp_path):
     assert student.student_layers is None and student.layer_strategy == "auto" and student.num_student_layers == 3
     with pytest.raises(ValueError, match=r"student_layers must be 0-based layer indices .* got \['0', 'top'\]"):
         parse_args(TYPES, ["--student_layers", "0", "top", "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(ValueError, match=r"selection_proxy 'loss'; choose one of \('cosine', 'neighbours', 'cka'\)"):
+        parse_args(TYPES, ["--selection_proxy", "loss", "--output_dir", str(tmp_path / "out")])

@@ -4,7 +4,17 @@ import pytest
 import torch
 
 from hfdistill import AsymmetricDualEncoder
-from hfdistill.layer_selection import auto_select_layers, candidate_layer_sets, rank_layer_sets
+from hfdistill.layer_selection import (
+    PROXIES,
+    auto_select_layers,
+    candidate_layer_sets,
+    linear_cka,
+    mean_cosine,
+    neighbour_overlap,
+    rank_layer_sets,
+)
+from hfdistill.layer_trials import train_shortlist
+from hfdistill.training_args import AlignmentTrainingArguments
 from tests.conftest import run_script, tiny_distill_args
 
 
@@ -17,17 +27,83 @@ def test_candidates():
         candidate_layer_sets(4, 5)
 
 
-def test_proxy_equals_the_alignment_of_the_built_student(tiny_teacher, queries, tmp_path):
+def unit(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
+def test_every_proxy_scores_the_teacher_itself_one():
+    teacher = unit(torch.randn(50, 8))
+    for proxy in PROXIES.values():
+        assert proxy(teacher, teacher) == pytest.approx(1.0)
+
+
+def test_cka_ignores_rotation_and_scale_but_the_retrieval_proxies_do_not():
+    torch.manual_seed(0)
+    teacher = unit(torch.randn(200, 8))
+    rotated = teacher @ torch.linalg.qr(torch.randn(8, 8)).Q
+    assert linear_cka(3 * rotated, teacher) == pytest.approx(1.0)
+    assert mean_cosine(rotated, teacher) < 0.5 and neighbour_overlap(rotated, teacher) < 0.5
+
+
+def test_neighbour_overlap_counts_shared_top_k_neighbours():
+    angles = torch.deg2rad(torch.tensor([0.0, 10.0, 90.0, 100.0]))
+    teacher = torch.stack([angles.cos(), angles.sin()], dim=-1)  # nearest other: 1, 0, 3, 2
+    student = teacher.clone()
+    student[2] = teacher[0]  # query 2's nearest other teacher embedding is now 0, not 3; the others keep theirs
+    assert neighbour_overlap(student, teacher, k=1) == pytest.approx(3 / 4)
+    assert neighbour_overlap(student, teacher, k=1, chunk=1) == pytest.approx(3 / 4)
+    assert neighbour_overlap(student, teacher, k=2) == pytest.approx(7 / 8)  # query 2 still finds 3, now second
+    with pytest.raises(ValueError, match="more than k=4 queries, got 4"):
+        neighbour_overlap(student, teacher, k=4)
+
+
+def test_proxies_equal_those_of_the_built_student(tiny_teacher, queries, tmp_path):
     best, ranking, seconds = auto_select_layers(tiny_teacher, queries[:50], 2, tmp_path)
     assert len(ranking) == 6 and best == ranking[0]["layers"] and seconds > 0
-    scores = [c["mean_cosine"] for c in ranking]
+    scores = [c["cosine"] for c in ranking]
     assert scores == sorted(scores, reverse=True)
     for candidate in (ranking[0], ranking[-1]):
         student = AsymmetricDualEncoder.from_teacher(tiny_teacher, candidate["layers"])
-        cosine = torch.nn.functional.cosine_similarity(
-            student.encode_queries(queries[:50]), student.encode_documents(queries[:50])
-        )
-        assert candidate["mean_cosine"] == pytest.approx(cosine.mean().item(), abs=1e-5)
+        embeddings = unit(student.encode_queries(queries[:50])), unit(student.encode_documents(queries[:50]))
+        for name, proxy in PROXIES.items():
+            assert candidate[name] == pytest.approx(proxy(*embeddings), abs=1e-5)
+
+
+def test_ranking_by_another_proxy_or_given_candidates(tiny_student, queries, tmp_path):
+    by_cka = rank_layer_sets(tiny_student, queries[:30], 2, tmp_path, proxy="cka")
+    assert [c["cka"] for c in by_cka] == sorted((c["cka"] for c in by_cka), reverse=True)
+    given = rank_layer_sets(tiny_student, queries[:30], 2, tmp_path, candidates=[[3], [0, 3], [0, 1, 2, 3]])
+    assert sorted(c["layers"] for c in given) == [[0, 1, 2, 3], [0, 3], [3]]
+    assert given[0]["layers"] == [0, 1, 2, 3] and given[0]["cosine"] == pytest.approx(1.0, abs=1e-5)  # the teacher
+    with pytest.raises(ValueError, match="Unknown layer-selection proxy 'loss'"):
+        rank_layer_sets(tiny_student, queries[:30], 2, tmp_path, proxy="loss")
+    with pytest.raises(ValueError, match=r"Candidate \[0, 4\] must hold layer indices of the teacher's 4"):
+        rank_layer_sets(tiny_student, queries[:30], 2, tmp_path, candidates=[[0, 4]])
+
+
+def test_short_training_ranks_the_shortlist_by_trained_alignment(tiny_teacher, queries, tmp_path):
+    def trials(learning_rate: float, shortlist: list[list[int]]) -> dict[tuple, float]:
+        args = AlignmentTrainingArguments(
+            output_dir=str(tmp_path / "run"), per_device_train_batch_size=8, learning_rate=learning_rate,
+            warmup_steps=0, report_to="none", use_cpu=True, seed=0, loss="cosine",
+        )  # fmt: skip
+        ranked = train_shortlist(tiny_teacher, shortlist, queries[:200], queries[200:], args, 3, tmp_path / "cache")
+        cosines = [t["trained_cosine"] for t in ranked]
+        assert cosines == sorted(cosines, reverse=True) and sorted(t["layers"] for t in ranked) == sorted(shortlist)
+        return {tuple(t["layers"]): t["trained_cosine"] for t in ranked}
+
+    shortlist = [[3], [0, 1, 2, 3], [0, 3]]
+    untrained = {
+        tuple(c["layers"]): c["cosine"]
+        for c in auto_select_layers(tiny_teacher, queries[200:], 1, tmp_path / "cache", candidates=shortlist)[1]
+    }
+    assert trials(0.0, shortlist) == pytest.approx(untrained, abs=1e-5)  # no step taken: the untrained alignment
+    trained = trials(5e-3, shortlist)
+    assert all(abs(trained[layers] - untrained[layers]) > 1e-3 for layers in trained)  # each candidate trained
+    assert trials(5e-3, [[3]])[(3,)] == pytest.approx(trained[(3,)])  # same seed, same batches: reproducible
+    assert not (tmp_path / "run").exists()  # trials save nothing
+    with pytest.raises(ValueError, match="needs steps >= 1 and candidates, got 0 steps"):
+        train_shortlist(tiny_teacher, shortlist, queries, queries, AlignmentTrainingArguments(), 0, tmp_path)
 
 
 def test_ranking_restores_the_model(tiny_student, queries, tmp_path):
@@ -38,7 +114,13 @@ def test_ranking_restores_the_model(tiny_student, queries, tmp_path):
         rank_layer_sets(tiny_student, [], 1, tmp_path)
 
 
-@pytest.mark.parametrize("option", [["--layer_strategy", "auto"], ["--student_layers", "auto"]])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--layer_strategy", "auto"],
+        ["--student_layers", "auto", "--selection_training_steps", "2", "--selection_shortlist", "2"],
+    ],
+)
 def test_recipe_with_auto_layers(tiny_teacher, queries, tmp_path, option):
     out = tmp_path / "auto"
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
@@ -46,20 +128,39 @@ def test_recipe_with_auto_layers(tiny_teacher, queries, tmp_path, option):
     auto = [*option, "--num_student_layers", "2", "--max_steps", "2", "--output_dir", str(out)]
     run_script(distill + auto + ["--save_strategy", "no"])
     record = json.loads((out / "distillation.json").read_text())
-    selected = record["layer_selection"]["selected"]
-    assert selected == record["layer_selection"]["ranking"][0]["layers"]
-    assert AsymmetricDualEncoder.from_pretrained(out).config.student_layers == selected
+    selection, trained = record["layer_selection"], "--selection_training_steps" in option
+    assert selection["selected"] == (selection["trials"] if trained else selection["ranking"])[0]["layers"]
+    assert len(selection.get("trials", [])) == (2 if trained else 0)
+    assert AsymmetricDualEncoder.from_pretrained(out).config.student_layers == selection["selected"]
 
 
 def test_select_layers_recipe_ranks_all_candidates(tiny_teacher, queries, tmp_path):
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
     query_file = distill[distill.index("--train_queries") + 1]
     out = tmp_path / "ranking.json"
-    result = run_script(["recipes/select_layers.py", "--teacher", tiny_teacher, "--train_queries", query_file,
-                         "--num_eval_queries", "40", "--num_student_layers", "2", "--output_file", str(out),
-                         "--embedding_cache_dir", str(tmp_path / "cache")])  # fmt: skip
+    command = ["recipes/select_layers.py", "--teacher", tiny_teacher, "--train_queries", query_file,
+               "--num_eval_queries", "40", "--num_student_layers", "2",
+               "--embedding_cache_dir", str(tmp_path / "cache")]  # fmt: skip
+    result = run_script(command + ["--output_file", str(out)])
     ranking = json.loads(out.read_text())
     assert [c["layers"] for c in ranking["ranking"]] and len(ranking["ranking"]) == 6  # C(4, 2) candidates
-    scores = [c["mean_cosine"] for c in ranking["ranking"]]
+    scores = [c["cosine"] for c in ranking["ranking"]]
     assert scores == sorted(scores, reverse=True) and ranking["selected"] == ranking["ranking"][0]["layers"]
-    assert ranking["num_queries"] == 40 and f"selected {ranking['selected']}" in result.stdout
+    assert ranking["num_queries"] == 40 and f"selected {ranking['selected']} by cosine: 6" in result.stdout
+    given = ["--candidates", "3", "0,3", "--selection_proxy", "cka", "--output_file", str(out)]
+    result = run_script(command + given)
+    ranking = json.loads(out.read_text())
+    assert sorted(c["layers"] for c in ranking["ranking"]) == [[0, 3], [3]] and ranking["proxy"] == "cka"
+    assert ranking["ranking"][0]["cka"] >= ranking["ranking"][1]["cka"] and "by cka: 2 candidates" in result.stdout
+    failed = run_script(command + ["--candidates", "0,top"], check=False)
+    assert failed.returncode != 0 and "candidates must be comma-separated layer indices" in failed.stderr
+    short = ["--selection_training_steps", "3", "--selection_shortlist", "2", "--per_device_train_batch_size", "8",
+             "--learning_rate", "5e-3", "--warmup_steps", "0", "--output_file", str(out)]  # fmt: skip
+    result = run_script(command + short)
+    ranking = json.loads(out.read_text())
+    trials = ranking["trials"]
+    assert [t["layers"] for t in sorted(trials, key=lambda t: t["layers"])] == sorted(
+        c["layers"] for c in ranking["ranking"][:2]
+    )  # the proxy's top two were trained
+    assert ranking["selected"] == trials[0]["layers"] and trials[0]["trained_cosine"] >= trials[1]["trained_cosine"]
+    assert "after 3 steps" in result.stdout and "by cosine and short training" in result.stdout
