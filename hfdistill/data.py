@@ -219,6 +219,21 @@ class QueryAlignmentDataset(Dataset):
         return {"input_ids": self.input_ids[index], "teacher_embeddings": self.teacher_embeddings[index]}
 
 
+def alignment_datasets(
+    model: AsymmetricDualEncoder, text_lists: list[list[str]], cache_dir: str | os.PathLike, batch_size: int = 256
+) -> list[QueryAlignmentDataset]:
+    """One `QueryAlignmentDataset` per list of texts, with the teacher's embeddings from the cache (or computed)."""
+    return [
+        QueryAlignmentDataset(
+            texts,
+            cached_teacher_embeddings(model, texts, cache_dir, batch_size),
+            model.tokenizer,
+            model.config.max_length,
+        )
+        for texts in text_lists
+    ]
+
+
 class AlignmentCollator:
     """Pads a batch of tokenized queries and stacks their teacher embeddings."""
 

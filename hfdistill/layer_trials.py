@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .data import QueryAlignmentDataset, cached_teacher_embeddings
+from .data import alignment_datasets
 from .layer_selection import auto_select_layers
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .trainer import EmbeddingAlignmentTrainer
@@ -37,15 +37,7 @@ def train_shortlist(
         raise ValueError(f"train_shortlist needs steps >= 1 and candidates, got {steps} steps and {shortlist}.")
     examples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     model = AsymmetricDualEncoder.from_teacher(teacher, shortlist[0], **student_kwargs)
-    datasets = [
-        QueryAlignmentDataset(
-            texts,
-            cached_teacher_embeddings(model, texts, cache_dir, teacher_batch_size),
-            model.tokenizer,
-            model.config.max_length,
-        )
-        for texts in (train_texts[:examples], eval_texts)
-    ]
+    datasets = alignment_datasets(model, [train_texts[:examples], eval_texts], cache_dir, teacher_batch_size)
     ranked = []
     with tempfile.TemporaryDirectory() as scratch:
         trial_args = dataclasses.replace(

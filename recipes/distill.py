@@ -17,7 +17,7 @@ from accelerate import PartialState
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.cli import parse_args
-from hfdistill.data import QueryAlignmentDataset, cached_teacher_embeddings
+from hfdistill.data import alignment_datasets
 from hfdistill.layer_trials import select_student_layers
 from hfdistill.model_card import TRAINING_RECORD, write_model_card
 from hfdistill.trainer import EmbeddingAlignmentTrainer
@@ -42,16 +42,9 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     if student_args.freeze_embeddings:
         model.query_encoder.get_input_embeddings().requires_grad_(False)
     with PartialState().main_process_first():  # one process fills the cache, the others read it
-        cache_dir, batch_size = data_args.embedding_cache_dir, data_args.teacher_batch_size
-        datasets = [
-            QueryAlignmentDataset(
-                texts,
-                cached_teacher_embeddings(model, texts, cache_dir, batch_size),
-                model.tokenizer,
-                model.config.max_length,
-            )
-            for texts in (train_texts, eval_texts)
-        ]
+        datasets = alignment_datasets(
+            model, [train_texts, eval_texts], data_args.embedding_cache_dir, data_args.teacher_batch_size
+        )
     trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])
     untrained = trainer.evaluate(metric_key_prefix="untrained")  # the truncated student before distillation
     trainer.log_metrics("untrained", untrained)
