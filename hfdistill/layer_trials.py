@@ -31,7 +31,8 @@ def train_shortlist(
     `{"layers", "trained_cosine", "seconds"}`.
 
     Every candidate trains on the same first `steps` batches' worth of `train_texts`, with the same seed, and is scored
-    on `eval_texts`; nothing is saved, logged or pushed.
+    on `eval_texts`; nothing is saved, logged or pushed. Loss, learning rate and batch are the recipe's; warmup is 10%
+    of the trial, since a recipe's warmup in steps (the paper's 1,000) would outlast it.
     """
     if steps < 1 or not shortlist:
         raise ValueError(f"train_shortlist needs steps >= 1 and candidates, got {steps} steps and {shortlist}.")
@@ -44,6 +45,7 @@ def train_shortlist(
             args,
             output_dir=scratch,
             max_steps=steps,
+            warmup_steps=0.1,
             eval_strategy="no",
             save_strategy="no",
             logging_strategy="no",

@@ -27,7 +27,8 @@ class StudentArguments:
         selection_proxy (`str`): how `auto` scores candidates untrained: `cosine`, `neighbours` or `cka` (see
             `hfdistill.layer_selection`).
         selection_training_steps (`int`): when > 0, `auto` then trains the proxy's top `selection_shortlist`
-            candidates this many steps each (the run's recipe) and keeps the best by held-out cosine.
+            candidates this many steps each (the run's recipe) and keeps the best by held-out cosine; 50 picked the
+            best-trained sets on both offline teachers, where the proxy alone did not (docs/results.md §3).
         selection_shortlist (`int`): how many candidates those short runs train.
         pooling (`str`, *optional*): overrides the teacher's sentence-transformers pooling.
         projection_dim (`int`, *optional*): adds an identity-initialised linear map on student embeddings.
@@ -52,7 +53,7 @@ class StudentArguments:
         default="cosine", metadata={"help": f"How `auto` scores untrained candidate layer sets: {tuple(PROXIES)}."}
     )
     selection_training_steps: int = field(
-        default=0,
+        default=50,
         metadata={"help": "`auto`: train the proxy's shortlist this many steps each; the best wins (0 = off)."},
     )
     selection_shortlist: int = field(default=4, metadata={"help": "`auto`: candidates the short runs train."})

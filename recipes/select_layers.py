@@ -1,14 +1,14 @@
 """Rank which teacher layers a k-layer student should keep, before training it.
 
-    python recipes/select_layers.py --teacher sentence-transformers/all-MiniLM-L6-v2 --num_student_layers 2
-    python recipes/select_layers.py recipes/configs/mpnet-2L-best.yaml --selection_training_steps 50
+    python recipes/select_layers.py recipes/configs/mpnet-2L-best.yaml --num_student_layers 2
+    python recipes/select_layers.py --teacher sentence-transformers/all-MiniLM-L6-v2 --selection_training_steps 0
 
 Scores every candidate layer set (or those given with `--candidates 0,11 10,11`) by how its untrained truncated
 student agrees with the teacher on the held-out queries of the distill recipe (same config, `--seed`,
 `--num_eval_queries`), by each proxy of `hfdistill.layer_selection.PROXIES`, and ranks them by `--selection_proxy`.
-With `--selection_training_steps n`, the top `--selection_shortlist` candidates then train n steps each with the
-config's recipe and the best held-out cosine wins. Prints the ranking and the time it took; `recipes/distill.py
---student_layers auto` makes the same choice and then distills the winner.
+Then the top `--selection_shortlist` candidates train `--selection_training_steps` steps each (default 50; 0 skips
+this) with the config's loss, learning rate and batch, and the best held-out cosine wins. Prints the ranking and
+the time it took; `recipes/distill.py --student_layers auto` makes the same choice and then distills the winner.
 """
 
 import json

@@ -115,22 +115,22 @@ def test_ranking_restores_the_model(tiny_student, queries, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "option",
+    "option, trials",
     [
-        ["--layer_strategy", "auto"],
-        ["--student_layers", "auto", "--selection_training_steps", "2", "--selection_shortlist", "2"],
+        (["--layer_strategy", "auto", "--selection_training_steps", "0"], 0),  # the proxy alone
+        (["--student_layers", "auto", "--selection_training_steps", "2", "--selection_shortlist", "2"], 2),
     ],
 )
-def test_recipe_with_auto_layers(tiny_teacher, queries, tmp_path, option):
+def test_recipe_with_auto_layers(tiny_teacher, queries, tmp_path, option, trials):
     out = tmp_path / "auto"
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
     distill = distill[:3] + distill[6:]  # drop the explicit --student_layers 0 3
     auto = [*option, "--num_student_layers", "2", "--max_steps", "2", "--output_dir", str(out)]
     run_script(distill + auto + ["--save_strategy", "no"])
     record = json.loads((out / "distillation.json").read_text())
-    selection, trained = record["layer_selection"], "--selection_training_steps" in option
-    assert selection["selected"] == (selection["trials"] if trained else selection["ranking"])[0]["layers"]
-    assert len(selection.get("trials", [])) == (2 if trained else 0)
+    selection = record["layer_selection"]
+    assert selection["selected"] == (selection["trials"] if trials else selection["ranking"])[0]["layers"]
+    assert len(selection.get("trials", [])) == trials
     assert AsymmetricDualEncoder.from_pretrained(out).config.student_layers == selection["selected"]
 
 
