@@ -139,7 +139,7 @@ def test_select_layers_recipe_ranks_all_candidates(tiny_teacher, queries, tmp_pa
     query_file = distill[distill.index("--train_queries") + 1]
     out = tmp_path / "ranking.json"
     command = ["recipes/select_layers.py", "--teacher", tiny_teacher, "--train_queries", query_file,
-               "--num_eval_queries", "40", "--num_student_layers", "2",
+               "--num_eval_queries", "40", "--num_student_layers", "2", "--selection_training_steps", "0",
                "--embedding_cache_dir", str(tmp_path / "cache")]  # fmt: skip
     result = run_script(command + ["--output_file", str(out)])
     ranking = json.loads(out.read_text())
