@@ -55,9 +55,10 @@ def train_shortlist(
             retrieval_eval_dir=None,
             resume_from_checkpoint=None,
         )
-        for layers in shortlist:
+        for index, layers in enumerate(shortlist):
             start = time.perf_counter()
-            model = AsymmetricDualEncoder.from_teacher(teacher, layers, **student_kwargs)
+            if index:  # the first candidate's student was built above, to embed the texts
+                model = AsymmetricDualEncoder.from_teacher(teacher, layers, **student_kwargs)
             trainer = EmbeddingAlignmentTrainer(model, trial_args, train_dataset=datasets[0], eval_dataset=datasets[1])
             trainer.train()
             cosine = trainer.evaluate()["eval_mean_cosine"]

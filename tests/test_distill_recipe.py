@@ -33,19 +33,26 @@ def test_minilm_recipe_improves_alignment_over_the_truncated_student(minilm, tmp
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # train and held-out targets
 
 
-def test_accelerate_launch_two_processes(tiny_teacher, queries, tmp_path):
+def test_accelerate_launch_two_processes_with_auto_layers(tiny_teacher, queries, tmp_path):
     out = tmp_path / "ddp"
     launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=8)
+    distill = distill[:3] + distill[6:]  # drop the explicit --student_layers 0 3
+    auto = ["--student_layers", "auto", "--num_student_layers", "2", "--selection_training_steps", "2",
+            "--selection_shortlist", "2"]  # fmt: skip
     # accelerate's --cpu launcher runs one process; --multi_gpu starts two (torchrun) and --use_cpu makes them gloo
-    run_script(launcher + distill + ["--max_steps", "3", "--output_dir", str(out), "--save_strategy", "no",
-                                     "--use_cpu", "true"], ENV)  # fmt: skip
+    run_script(launcher + distill + auto + ["--max_steps", "3", "--output_dir", str(out), "--save_strategy", "no",
+                                            "--use_cpu", "true"], ENV)  # fmt: skip
     state = json.loads((out / "all_results.json").read_text())
     assert state["train_samples_per_second"] > 0
-    assert json.loads((out / "distillation.json").read_text())["batch_size"] == 16  # 2 processes x 8
+    record = json.loads((out / "distillation.json").read_text())
+    assert record["batch_size"] == 16  # 2 processes x 8
+    selection = record["layer_selection"]  # both processes ran the same trials in lockstep under DDP
+    assert len(selection["trials"]) == 2 and selection["selected"] == selection["trials"][0]["layers"]
     model = AsymmetricDualEncoder.from_pretrained(out)
-    teacher = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3])
+    assert model.config.student_layers == selection["selected"]
+    teacher = AsymmetricDualEncoder.from_teacher(tiny_teacher, selection["selected"])
     for key, value in teacher.document_encoder.state_dict().items():  # the teacher stayed frozen under DDP
         assert torch.equal(model.document_encoder.state_dict()[key], value), key
     assert not torch.equal(
