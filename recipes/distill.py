@@ -66,6 +66,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "ranking_weight": training_args.ranking_weight,
             "ranking_temperature": training_args.ranking_temperature,
             "learning_rate": training_args.learning_rate,
+            "adam_epsilon": training_args.adam_epsilon,
             "batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes,
             "warmup_steps": training_args.warmup_steps,
             "num_train_epochs": training_args.num_train_epochs,

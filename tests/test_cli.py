@@ -15,7 +15,7 @@ def test_yaml_config_with_command_line_overrides(tmp_path):
     student, data, training = parse_args(TYPES, [str(config), "--learning_rate", "1e-3", "--student_layers", "1", "2"])
     assert student.teacher == "my/teacher" and student.student_layers == [1, 2]
     assert training.loss == "cosine" and training.learning_rate == 1e-3
-    assert training.per_device_train_batch_size == 128 and training.adam_epsilon == 1e-6  # paper defaults
+    assert training.per_device_train_batch_size == 128 and training.adam_epsilon == 1e-8  # BERT's 1e-6 stalls mse
     assert data.train_queries.endswith("train_queries.tsv.gz")
 
 
@@ -29,12 +29,12 @@ def test_shipped_configs_parse(tmp_path):
         "msmarco-bert-base-2L.yaml",
         "L4-middle.yaml",
     }
-    protocols = {}  # study folder -> (loss, lr, epochs): a study's rows differ only in their layers
+    protocols = {}  # study folder -> (loss, lr, epsilon, epochs): a study's rows differ only in their layers
     for config in configs:
         student, _, training = parse_args(TYPES, [str(config), "--output_dir", str(tmp_path / config.stem)])
         assert student.teacher.startswith("sentence-transformers/")
         if config.parent.name.endswith("-study"):
-            protocol = (training.loss, training.learning_rate, training.num_train_epochs)
+            protocol = (training.loss, training.learning_rate, training.adam_epsilon, training.num_train_epochs)
             assert protocols.setdefault(config.parent.name, protocol) == protocol, config
     assert protocols.keys() == {"minilm-study", "mpnet-study"}
 

@@ -25,6 +25,7 @@ def test_minilm_recipe_improves_alignment_over_the_truncated_student(minilm, tmp
     assert trained["eval_mean_cosine"] > untrained["untrained_mean_cosine"] + 0.02
     record = json.loads((out / "distillation.json").read_text())
     assert record["num_train_queries"] == 1536 and record["global_steps"] == 24
+    assert record["adam_epsilon"] == 1e-8  # transformers' default: BERT's 1e-6 shrinks the MSE loss's steps
     assert record["mean_cosine"] == pytest.approx(trained["eval_mean_cosine"])
     assert "Held-out alignment" in (out / "README.md").read_text()
     model = AsymmetricDualEncoder.from_pretrained(out)

@@ -62,6 +62,7 @@ def test_card_from_facts_round_trips(tiny_student, tiny_teacher, tmp_path):
          "embeddings, plus intermediate-layer hints on token states (weight 0.5); AdamW"),
         ({"ranking_weight": 0.5, "ranking_temperature": 0.05}, "ranking distillation",
          "plus in-batch ranking distillation over the teacher's embeddings (weight 0.5, temperature 0.05); AdamW"),
+        ({"adam_epsilon": 1e-8}, "AdamW (ε", "; AdamW (ε 1e-08), learning rate"),
         ({"joined_query_fraction": 0.25}, "joined",
          "held out), plus 25% as many examples of two of them joined into one"),
     ],
