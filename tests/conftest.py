@@ -146,11 +146,15 @@ def run_script(args: list[str], env: dict | None = None, check: bool = True) -> 
     return result
 
 
-def tiny_distill_args(teacher: str, queries: list[str], tmp_path: Path, batch_size: int) -> list[str]:
-    """Arguments of recipes/distill.py for a few steps on a tiny teacher (add --max_steps, --output_dir, ...)."""
+def tiny_distill_args(
+    teacher: str, queries: list[str], tmp_path: Path, batch_size: int, layers: tuple[str, ...] = ("0", "3")
+) -> list[str]:
+    """Arguments of recipes/distill.py for a few steps on a tiny teacher (add --max_steps, --output_dir, ...);
+    `layers=()` leaves the layer choice to the caller (e.g. `auto`)."""
     query_file = tmp_path / "queries.tsv"
     query_file.write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(queries)))
-    return ["recipes/distill.py", "--teacher", teacher, "--student_layers", "0", "3", "--train_queries",
+    layer_args = ["--student_layers", *layers] if layers else []
+    return ["recipes/distill.py", "--teacher", teacher, *layer_args, "--train_queries",
             str(query_file), "--num_eval_queries", "40", "--per_device_train_batch_size", str(batch_size),
             "--warmup_steps", "0", "--embedding_cache_dir", str(tmp_path / "cache"),
             "--report_to", "none"]  # fmt: skip

@@ -38,8 +38,7 @@ def test_accelerate_launch_two_processes_with_auto_layers(tiny_teacher, queries,
     out = tmp_path / "ddp"
     launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=8)
-    distill = distill[:3] + distill[6:]  # drop the explicit --student_layers 0 3
+    distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=8, layers=())
     auto = ["--student_layers", "auto", "--num_student_layers", "2", "--selection_training_steps", "2",
             "--selection_shortlist", "2"]  # fmt: skip
     # accelerate's --cpu launcher runs one process; --multi_gpu starts two (torchrun) and --use_cpu makes them gloo

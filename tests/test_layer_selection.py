@@ -123,8 +123,7 @@ def test_ranking_restores_the_model(tiny_student, queries, tmp_path):
 )
 def test_recipe_with_auto_layers(tiny_teacher, queries, tmp_path, option, trials):
     out = tmp_path / "auto"
-    distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
-    distill = distill[:3] + distill[6:]  # drop the explicit --student_layers 0 3
+    distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16, layers=())
     auto = [*option, "--num_student_layers", "2", "--max_steps", "2", "--output_dir", str(out)]
     run_script(distill + auto + ["--save_strategy", "no"])
     record = json.loads((out / "distillation.json").read_text())
