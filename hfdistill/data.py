@@ -82,8 +82,8 @@ def split_queries(
     return train_texts[:max_train_samples] if max_train_samples else train_texts, eval_texts
 
 
-def join_queries(texts: list[str], fraction: float, seed: int = 42) -> list[str]:
-    """`texts` followed by `fraction` x as many examples of two of them joined into one longer text.
+def join_queries(texts: list[str], fraction: float, seed: int = 42, max_joined: int = 2) -> list[str]:
+    """`texts` followed by `fraction` x as many examples of 2 to `max_joined` of them joined into one longer text.
 
     Search queries are short (the shared ones: 10.6 tokens on average), so students see few long inputs and align
     them worst; joined queries add long query-like inputs. The plain queries come first, unchanged, so the teacher
@@ -91,9 +91,15 @@ def join_queries(texts: list[str], fraction: float, seed: int = 42) -> list[str]
     """
     if fraction < 0:
         raise ValueError(f"joined_query_fraction must be >= 0, got {fraction}.")
+    if max_joined < 2:
+        raise ValueError(f"joined_query_max must be >= 2 (a joined example has two or more), got {max_joined}.")
     rng = random.Random(seed)
-    pairs = ((rng.randrange(len(texts)), rng.randrange(len(texts))) for _ in range(round(len(texts) * fraction)))
-    return texts + [f"{texts[first]} {texts[second]}" for first, second in pairs]
+
+    def joined() -> str:  # at max_joined = 2 no count is drawn, so the pairs are those of earlier runs
+        count = 2 if max_joined == 2 else rng.randint(2, max_joined)
+        return " ".join(texts[rng.randrange(len(texts))] for _ in range(count))
+
+    return texts + [joined() for _ in range(round(len(texts) * fraction))]
 
 
 def fingerprint(texts: list[str]) -> str:

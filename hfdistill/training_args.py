@@ -99,8 +99,9 @@ class QueryDataArguments:
             training seed. Fixing it repeats a run with another `seed` on the same queries (and cached embeddings).
         embedding_cache_dir (`str`): where teacher embeddings are cached (keyed by teacher, revision and data).
         teacher_batch_size (`int`): batch size when the teacher embeds the queries.
-        joined_query_fraction (`float`): adds this fraction x the training queries as examples of two training
-            queries joined into one longer text (held-out queries stay real); 0 = off.
+        joined_query_fraction (`float`): adds this fraction x the training queries as examples of training queries
+            joined into one longer text (held-out queries stay real); 0 = off.
+        joined_query_max (`int`): each joined example joins 2 to this many queries (uniformly drawn); 2 = pairs.
     """
 
     train_queries: str = field(
@@ -120,7 +121,10 @@ class QueryDataArguments:
     )
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher's encoding."})
     joined_query_fraction: float = field(
-        default=0.0, metadata={"help": "Add this fraction x the training queries as two of them joined (0 = off)."}
+        default=0.0, metadata={"help": "Add this fraction x the training queries as joined ones (0 = off)."}
+    )
+    joined_query_max: int = field(
+        default=2, metadata={"help": "Queries per joined example: 2 to this many, uniformly drawn (2 = pairs)."}
     )
 
     def load_splits(self, seed: int) -> tuple[list[str], list[str]]:
@@ -131,7 +135,7 @@ class QueryDataArguments:
 
     def training_examples(self, train_queries: list[str], seed: int) -> list[str]:
         """The texts to train on: the training queries, plus joined ones when `joined_query_fraction` > 0."""
-        return join_queries(train_queries, self.joined_query_fraction, self._split_seed(seed))
+        return join_queries(train_queries, self.joined_query_fraction, self._split_seed(seed), self.joined_query_max)
 
     def _split_seed(self, seed: int) -> int:
         return seed if self.split_seed is None else self.split_seed

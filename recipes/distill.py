@@ -61,6 +61,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "num_train_queries": len(train_queries),
             "num_eval_queries": len(eval_texts),
             "joined_query_fraction": data_args.joined_query_fraction,
+            "joined_query_max": data_args.joined_query_max,
             "loss": training_args.loss,
             "hint_weight": training_args.hint_weight,
             "ranking_weight": training_args.ranking_weight,

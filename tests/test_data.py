@@ -92,6 +92,15 @@ def test_join_queries_appends_longer_examples(tmp_path):
     assert examples[:90] == train and len(examples) == 135 and examples == args.training_examples(train, seed=1)
 
 
+def test_join_queries_draws_two_to_max_joined_queries_per_example():
+    texts = [f"q{i}" for i in range(50)]  # one token each: a joined example's word count is its query count
+    counts = [len(text.split()) for text in join_queries(texts, 4.0, seed=5, max_joined=5)[50:]]
+    assert len(counts) == 200 and set(counts) == {2, 3, 4, 5}  # every count in 2..5 drawn, no other
+    assert all(text in texts for joined in join_queries(texts, 1.0, max_joined=5)[50:] for text in joined.split())
+    with pytest.raises(ValueError, match="joined_query_max must be >= 2 .* got 1"):
+        join_queries(texts, 0.5, max_joined=1)
+
+
 def test_fingerprint_depends_on_order_and_content():
     assert fingerprint(["a", "b"]) != fingerprint(["b", "a"])
     assert fingerprint(["ab"]) != fingerprint(["a", "b"])
