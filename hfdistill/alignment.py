@@ -15,6 +15,14 @@ from .modeling_asymmetric import AsymmetricDualEncoder
 LENGTH_BINS = (8, 12, 16, 24, 32)  # token-count edges: [0, 8), [8, 12), ..., [32, max_length]
 
 
+def join_consecutive(texts: list[str], size: int) -> list[str]:
+    """Each run of `size` consecutive texts joined by spaces (a short tail is dropped): long inputs made of real
+    queries, to measure alignment beyond the length of any training query without an evaluation set."""
+    if size < 1:
+        raise ValueError(f"join must be >= 1, got {size}.")
+    return [" ".join(texts[start : start + size]) for start in range(0, len(texts) - size + 1, size)]
+
+
 @torch.inference_mode()
 def query_cosines(
     model: AsymmetricDualEncoder, queries: list[str], cache_dir: str | Path, batch_size: int = 64

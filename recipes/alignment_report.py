@@ -3,6 +3,7 @@
 
     python recipes/alignment_report.py --model runs/minilm-2L
     python recipes/alignment_report.py --model runs/minilm-2L --queries ../shared/data/beir/scifact/queries.jsonl
+    python recipes/alignment_report.py --model runs/minilm-2L --join 8  # long inputs: 8 held-out queries each
 
 The teacher side is read from (or added to) the distill recipe's embedding cache.
 """
@@ -11,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfdistill.alignment import alignment_by_length
+from hfdistill.alignment import alignment_by_length, join_consecutive
 from hfdistill.cli import parse_args
 from hfdistill.data import load_queries
 from hfdistill.evaluation import load_student
@@ -24,6 +25,9 @@ class AlignmentReportArguments:
     queries: str | None = field(
         default=None, metadata={"help": "Query file (.tsv/.jsonl/.txt[.gz]); default: the held-out training queries."}
     )
+    join: int = field(
+        default=1, metadata={"help": "Join each run of this many consecutive queries into one text (long inputs)."}
+    )
     seed: int = field(default=42, metadata={"help": "Shuffle seed of the held-out split (the distill recipe's)."})
     output_file: str | None = field(default=None, metadata={"help": "Also write the report here as JSON."})
 
@@ -31,11 +35,13 @@ class AlignmentReportArguments:
 def main(args: AlignmentReportArguments, data_args: QueryDataArguments) -> None:
     model = load_student(args.model)
     queries = load_queries(args.queries) if args.queries else data_args.load_splits(args.seed)[1]
-    report = {"model": args.model, "queries_from": args.queries or "held-out training queries"}
+    queries = join_consecutive(queries, args.join)
+    report = {"model": args.model, "queries_from": args.queries or "held-out training queries", "joined": args.join}
     report |= alignment_by_length(
         model, queries, data_args.embedding_cache_dir, batch_size=data_args.teacher_batch_size
     )
-    print(f"{report['queries']} queries from {report['queries_from']}: mean cosine {report['mean_cosine']:.4f}")
+    joined = f" ({args.join} joined per text)" if args.join > 1 else ""
+    print(f"{report['queries']} texts from {report['queries_from']}{joined}: mean cosine {report['mean_cosine']:.4f}")
     for row in report["by_length"]:
         print(f"  {row['tokens']:>6} tokens  {row['queries']:>6} queries  cosine {row['mean_cosine']:.4f}")
     if args.output_file:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hfdistill import AsymmetricDualEncoder
-from hfdistill.alignment import alignment_by_length, query_cosines
+from hfdistill.alignment import alignment_by_length, join_consecutive, query_cosines
 from tests.conftest import run_script
 
 
@@ -39,3 +39,15 @@ def test_recipe_reports_a_query_file(tiny_student, queries, tmp_path):
     report = json.loads(output.read_text())
     assert report["queries"] == len(queries) and f"mean cosine {report['mean_cosine']:.4f}" in printed
     assert report["queries_from"] == str(query_file) and len(report["by_length"]) == 2  # 2-9 words: two bins
+    printed = run_script(args + ["--join", "4"]).stdout
+    joined = json.loads(output.read_text())
+    assert (joined["joined"], joined["queries"]) == (4, len(queries) // 4) and "(4 joined per text)" in printed
+    assert [row["tokens"] for row in joined["by_length"]][0] != "0-7"  # 4 queries of 2+ words: no text under 8 tokens
+
+
+def test_join_consecutive_makes_long_inputs_of_real_queries():
+    texts = ["a b", "c", "d e f", "g", "h"]
+    assert join_consecutive(texts, 2) == ["a b c", "d e f g"]  # the short tail ("h") is dropped
+    assert join_consecutive(texts, 1) == texts
+    with pytest.raises(ValueError, match="join must be >= 1, got 0"):
+        join_consecutive(texts, 0)
