@@ -6,7 +6,7 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
-from .data import join_queries, load_queries, split_queries
+from .data import join_queries, load_queries, split_queries, vocabulary_queries
 from .layer_selection import PROXIES
 from .losses import LOSSES
 
@@ -102,6 +102,8 @@ class QueryDataArguments:
         joined_query_fraction (`float`): adds this fraction x the training queries as examples of training queries
             joined into one longer text (held-out queries stay real); 0 = off.
         joined_query_max (`int`): each joined example joins 2 to this many queries (uniformly drawn); 2 = pairs.
+        vocabulary_query_fraction (`float`): adds this fraction x the training queries as pseudo-queries of tokens
+            drawn uniformly from the teacher's vocabulary, as long as real ones, so rare words get examples; 0 = off.
     """
 
     train_queries: str = field(
@@ -126,6 +128,10 @@ class QueryDataArguments:
     joined_query_max: int = field(
         default=2, metadata={"help": "Queries per joined example: 2 to this many, uniformly drawn (2 = pairs)."}
     )
+    vocabulary_query_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Add this fraction x the training queries as random-vocabulary pseudo-queries (0 = off)."},
+    )
 
     def load_splits(self, seed: int) -> tuple[list[str], list[str]]:
         """(training, held-out) queries: loaded, deduplicated, shuffled with `split_seed` (else `seed`); the cap spares
@@ -133,9 +139,17 @@ class QueryDataArguments:
         queries = load_queries(self.train_queries, self.queries_split, self.queries_column, self.queries_subset)
         return split_queries(queries, self.num_eval_queries, self.max_train_samples, self._split_seed(seed))
 
-    def training_examples(self, train_queries: list[str], seed: int) -> list[str]:
-        """The texts to train on: the training queries, plus joined ones when `joined_query_fraction` > 0."""
-        return join_queries(train_queries, self.joined_query_fraction, self._split_seed(seed), self.joined_query_max)
+    def training_examples(self, train_queries: list[str], seed: int, tokenizer=None) -> list[str]:
+        """The texts to train on: the training queries, then joined ones (`joined_query_fraction` > 0), then
+        pseudo-queries of the `tokenizer`'s vocabulary (`vocabulary_query_fraction` > 0). Each addition follows what
+        came before, so the teacher embeddings cached for a run without it are reused."""
+        seed = self._split_seed(seed)
+        texts = join_queries(train_queries, self.joined_query_fraction, seed, self.joined_query_max)
+        if not self.vocabulary_query_fraction:
+            return texts
+        if tokenizer is None:
+            raise ValueError("vocabulary_query_fraction > 0 needs the teacher's tokenizer.")
+        return texts + vocabulary_queries(train_queries, self.vocabulary_query_fraction, tokenizer, seed)
 
     def _split_seed(self, seed: int) -> int:
         return seed if self.split_seed is None else self.split_seed

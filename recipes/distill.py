@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from accelerate import PartialState
+from transformers import AutoTokenizer
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.cli import parse_args
@@ -26,7 +27,10 @@ from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArgumen
 
 def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments):
     train_queries, eval_texts = data_args.load_splits(training_args.seed)
-    train_texts = data_args.training_examples(train_queries, training_args.seed)
+    tokenizer = None  # only pseudo-queries of the teacher's vocabulary need it before the model is built
+    if data_args.vocabulary_query_fraction:
+        tokenizer = AutoTokenizer.from_pretrained(student_args.teacher, revision=student_args.teacher_revision)
+    train_texts = data_args.training_examples(train_queries, training_args.seed, tokenizer)
     layers, selection = student_args.student_layers or student_args.layer_strategy, None
     if layers == "auto":  # rank candidates by a proxy on held-out queries (then short runs, if asked)
         selection = select_student_layers(student_args, data_args, training_args, train_texts, eval_texts)
@@ -62,6 +66,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "num_eval_queries": len(eval_texts),
             "joined_query_fraction": data_args.joined_query_fraction,
             "joined_query_max": data_args.joined_query_max,
+            "vocabulary_query_fraction": data_args.vocabulary_query_fraction,
             "loss": training_args.loss,
             "hint_weight": training_args.hint_weight,
             "ranking_weight": training_args.ranking_weight,

@@ -74,13 +74,16 @@ def test_freeze_embeddings_keeps_the_teacher_token_embeddings(tiny_teacher, quer
     assert not torch.equal(student.encoder.layer[0].output.dense.weight, teacher.encoder.layer[0].output.dense.weight)
 
 
-def test_joined_queries_are_added_examples_not_counted_as_queries(tiny_teacher, queries, tmp_path):
+def test_joined_and_vocabulary_queries_are_added_examples_not_counted_as_queries(tiny_teacher, queries, tmp_path):
     out = tmp_path / "joined"
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=30)  # 300 queries - 40 held out = 260
-    joined = ["--joined_query_fraction", "0.5", "--joined_query_max", "3"]
-    run_script(distill + joined + ["--num_train_epochs", "1", "--output_dir", str(out),
-                                   "--save_strategy", "no", "--eval_strategy", "no"], ENV)  # fmt: skip
+    added = ["--joined_query_fraction", "0.5", "--joined_query_max", "3", "--vocabulary_query_fraction", "0.25"]
+    run_script(distill + added + ["--num_train_epochs", "1", "--output_dir", str(out),
+                                  "--save_strategy", "no", "--eval_strategy", "no"], ENV)  # fmt: skip
     record = json.loads((out / "distillation.json").read_text())
     assert (record["num_train_queries"], record["joined_query_fraction"], record["joined_query_max"]) == (260, 0.5, 3)
-    assert record["global_steps"] == 13  # (260 + 130 joined) / 30
-    assert "plus 50% as many examples of 2 to 3 of them joined" in (out / "README.md").read_text()
+    assert record["vocabulary_query_fraction"] == 0.25
+    assert record["global_steps"] == 16  # (260 + 130 joined + 65 vocabulary) / 30, rounded up
+    card = (out / "README.md").read_text()
+    assert "plus 50% as many examples of 2 to 3 of them joined" in card
+    assert "plus 25% as many pseudo-queries of tokens drawn uniformly from the teacher's vocabulary" in card

@@ -67,6 +67,8 @@ def test_card_from_facts_round_trips(tiny_student, tiny_teacher, tmp_path):
          "held out), plus 25% as many examples of two of them joined into one"),
         ({"joined_query_fraction": 0.25, "joined_query_max": 8}, "joined",
          "held out), plus 25% as many examples of 2 to 8 of them joined into one"),
+        ({"vocabulary_query_fraction": 0.1}, "vocabulary",
+         "held out), plus 10% as many pseudo-queries of tokens drawn uniformly from the teacher's vocabulary; no"),
     ],
 )  # fmt: skip
 def test_card_names_training_options_only_when_used(tiny_student, tmp_path, options, marker, sentence):
