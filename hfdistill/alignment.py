@@ -20,6 +20,8 @@ def join_consecutive(texts: list[str], size: int) -> list[str]:
     queries, to measure alignment beyond the length of any training query without an evaluation set."""
     if size < 1:
         raise ValueError(f"join must be >= 1, got {size}.")
+    if size > len(texts):
+        raise ValueError(f"join={size} is more than the {len(texts)} queries given: no text can be made.")
     return [" ".join(texts[start : start + size]) for start in range(0, len(texts) - size + 1, size)]
 
 

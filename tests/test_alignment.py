@@ -51,3 +51,5 @@ def test_join_consecutive_makes_long_inputs_of_real_queries():
     assert join_consecutive(texts, 1) == texts
     with pytest.raises(ValueError, match="join must be >= 1, got 0"):
         join_consecutive(texts, 0)
+    with pytest.raises(ValueError, match="join=6 is more than the 5 queries given"):
+        join_consecutive(texts, 6)
