@@ -4,6 +4,7 @@ Retrieval losses gather on queries unlike the training ones. Alignment by length
 what length alone costs; the same table on another task's queries, at equal length, shows what the domain costs.
 """
 
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from .data import cached_teacher_embeddings
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 LENGTH_BINS = (8, 12, 16, 24, 32)  # token-count edges: [0, 8), [8, 12), ..., [32, max_length]
+RARITY_BINS = (5, 20, 100, 1000)  # edges of how often a query's rarest token occurs in the training queries
 
 
 def join_consecutive(texts: list[str], size: int) -> list[str]:
@@ -34,25 +36,43 @@ def query_cosines(
     return nn.functional.cosine_similarity(model.encode_queries(queries, batch_size), teacher, dim=-1)
 
 
+def _binned(cosines: torch.Tensor, values: torch.Tensor, edges: tuple[int, ...], unit: str) -> list[dict]:
+    """Mean cosine of the queries whose value falls in each [low, high) bin of `edges` (the last bin open-ended)."""
+    bounds, rows = [0, *edges, None], []
+    for low, high in zip(bounds, bounds[1:]):
+        picked = (values >= low) & (values < high if high is not None else True)
+        if picked.any():
+            label = f"{low}-{high - 1}" if high is not None else f"{low}+"
+            rows.append({unit: label, "queries": int(picked.sum()), "mean_cosine": float(cosines[picked].mean())})
+    return rows
+
+
 def alignment_by_length(
     model: AsymmetricDualEncoder,
     queries: list[str],
     cache_dir: str | Path,
     bins: tuple[int, ...] = LENGTH_BINS,
     batch_size: int = 64,
+    train_queries: list[str] | None = None,
+    rarity_bins: tuple[int, ...] = RARITY_BINS,
 ) -> dict:
-    """Mean cosine over `queries` and per token-length bin (tokens as the student sees them, special ones included)."""
+    """Mean cosine over `queries` and per token-length bin (tokens as the student sees them, special ones included).
+
+    Given the `train_queries`, also per bin of how often the query's rarest token occurs in them: tokens the student
+    saw rarely in training show whether the vocabulary, rather than the length, costs alignment.
+    """
     if not queries:
         raise ValueError("alignment_by_length needs at least one query.")
     cosines = query_cosines(model, queries, cache_dir, batch_size)
-    lengths = torch.tensor(
-        [len(ids) for ids in model.tokenizer(queries, truncation=True, max_length=model.config.max_length).input_ids]
-    )
-    edges = [0, *bins, None]
-    rows = []
-    for low, high in zip(edges, edges[1:]):
-        picked = (lengths >= low) & (lengths < high if high is not None else True)
-        if picked.any():
-            tokens = f"{low}-{high - 1}" if high is not None else f"{low}+"
-            rows.append({"tokens": tokens, "queries": int(picked.sum()), "mean_cosine": float(cosines[picked].mean())})
-    return {"queries": len(queries), "mean_cosine": float(cosines.mean()), "by_length": rows}
+    ids = model.tokenizer(queries, truncation=True, max_length=model.config.max_length).input_ids
+    report = {
+        "queries": len(queries),
+        "mean_cosine": float(cosines.mean()),
+        "by_length": _binned(cosines, torch.tensor([len(row) for row in ids]), bins, "tokens"),
+    }
+    if train_queries is not None:
+        special = set(model.tokenizer.all_special_ids)
+        seen = Counter(i for row in model.tokenizer(train_queries, add_special_tokens=False).input_ids for i in row)
+        rarest = torch.tensor([min((seen[i] for i in row if i not in special), default=0) for row in ids])
+        report["by_rarity"] = _binned(cosines, rarest, rarity_bins, "rarest_token_count")
+    return report

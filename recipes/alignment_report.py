@@ -28,22 +28,33 @@ class AlignmentReportArguments:
     join: int = field(
         default=1, metadata={"help": "Join each run of this many consecutive queries into one text (long inputs)."}
     )
+    by_rarity: bool = field(
+        default=True,
+        metadata={"help": "Also bin by how often each query's rarest token occurs in the training queries."},
+    )
     seed: int = field(default=42, metadata={"help": "Shuffle seed of the held-out split (the distill recipe's)."})
     output_file: str | None = field(default=None, metadata={"help": "Also write the report here as JSON."})
 
 
 def main(args: AlignmentReportArguments, data_args: QueryDataArguments) -> None:
     model = load_student(args.model)
-    queries = load_queries(args.queries) if args.queries else data_args.load_splits(args.seed)[1]
-    queries = join_consecutive(queries, args.join)
+    train_queries, held_out = data_args.load_splits(args.seed) if args.by_rarity or not args.queries else (None, None)
+    queries = join_consecutive(load_queries(args.queries) if args.queries else held_out, args.join)
     report = {"model": args.model, "queries_from": args.queries or "held-out training queries", "joined": args.join}
     report |= alignment_by_length(
-        model, queries, data_args.embedding_cache_dir, batch_size=data_args.teacher_batch_size
+        model,
+        queries,
+        data_args.embedding_cache_dir,
+        batch_size=data_args.teacher_batch_size,
+        train_queries=train_queries if args.by_rarity else None,
     )
     joined = f" ({args.join} joined per text)" if args.join > 1 else ""
     print(f"{report['queries']} texts from {report['queries_from']}{joined}: mean cosine {report['mean_cosine']:.4f}")
     for row in report["by_length"]:
         print(f"  {row['tokens']:>6} tokens  {row['queries']:>6} queries  cosine {row['mean_cosine']:.4f}")
+    for row in report.get("by_rarity", []):
+        print(f"  rarest token seen {row['rarest_token_count']:>7} times in training  {row['queries']:>6} queries  "
+              f"cosine {row['mean_cosine']:.4f}")  # fmt: skip
     if args.output_file:
         Path(args.output_file).write_text(json.dumps(report, indent=2))
 

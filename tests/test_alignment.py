@@ -29,19 +29,32 @@ def test_bins_partition_the_queries_by_token_count(tiny_student, queries, tmp_pa
         alignment_by_length(tiny_student, [], tmp_path)
 
 
+def test_rarity_bins_group_queries_by_their_rarest_training_token(tiny_student, tmp_path):
+    train = ["cat dog"] * 10 + ["sun"] * 2 + ["cat"] * 200
+    report = alignment_by_length(tiny_student, ["cat dog", "sun", "moon", "cat"], tmp_path, train_queries=train)
+    cosines = query_cosines(tiny_student, ["cat dog", "sun", "moon", "cat"], tmp_path)
+    rows = {row["rarest_token_count"]: row for row in report["by_rarity"]}
+    assert {label: row["queries"] for label, row in rows.items()} == {"0-4": 2, "5-19": 1, "100-999": 1}  # dog: 10
+    assert rows["0-4"]["mean_cosine"] == pytest.approx(float(cosines[1:3].mean()), abs=1e-6)  # "sun" 2, "moon" 0
+    assert "by_rarity" not in alignment_by_length(tiny_student, ["cat"], tmp_path)
+
+
 def test_recipe_reports_a_query_file(tiny_student, queries, tmp_path):
     tiny_student.save_pretrained(tmp_path / "student")
     query_file, output = tmp_path / "q.jsonl", tmp_path / "report.json"
     query_file.write_text("".join(json.dumps({"_id": str(i), "text": q}) + "\n" for i, q in enumerate(queries)))
     args = ["recipes/alignment_report.py", "--model", str(tmp_path / "student"), "--queries", str(query_file),
-            "--embedding_cache_dir", str(tmp_path / "cache"), "--output_file", str(output)]  # fmt: skip
+            "--embedding_cache_dir", str(tmp_path / "cache"), "--output_file", str(output),
+            "--train_queries", str(query_file), "--num_eval_queries", "10"]  # fmt: skip
     printed = run_script(args).stdout
     report = json.loads(output.read_text())
     assert report["queries"] == len(queries) and f"mean cosine {report['mean_cosine']:.4f}" in printed
+    assert sum(row["queries"] for row in report["by_rarity"]) == len(queries) and "times in training" in printed
     assert report["queries_from"] == str(query_file) and len(report["by_length"]) == 2  # 2-9 words: two bins
-    printed = run_script(args + ["--join", "4"]).stdout
+    printed = run_script(args + ["--join", "4", "--by_rarity", "false"]).stdout
     joined = json.loads(output.read_text())
     assert (joined["joined"], joined["queries"]) == (4, len(queries) // 4) and "(4 joined per text)" in printed
+    assert "by_rarity" not in joined and "times in training" not in printed
     assert [row["tokens"] for row in joined["by_length"]][0] != "0-7"  # 4 queries of 2+ words: no text under 8 tokens
 
 
