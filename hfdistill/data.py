@@ -107,10 +107,10 @@ def join_queries(texts: list[str], fraction: float, seed: int = 42, max_joined: 
 def vocabulary_queries(texts: list[str], fraction: float, tokenizer, seed: int = 42) -> list[str]:
     """`fraction` x as many pseudo-queries as `texts`, of tokens drawn uniformly from the tokenizer's vocabulary.
 
-    Real queries use a small, frequent part of the vocabulary: 100,000 shared queries never show a fifth of
-    MiniLM's 30,522 tokens and show many more only a few times, so the student barely learns the rare, domain-specific
-    words that queries of other domains are made of. Uniform draws give every token as many examples; each
-    pseudo-query is as long (in tokens) as a randomly drawn real one.
+    Real queries use a small, frequent part of the vocabulary, so the student barely learns the rare,
+    domain-specific words that queries of other domains are made of. Uniform draws give every token as many
+    examples; each pseudo-query is as long (in tokens) as a randomly drawn real one. Measured: no better than as many
+    more real queries (docs/results.md §2).
     """
     if fraction < 0:
         raise ValueError(f"vocabulary_query_fraction must be >= 0, got {fraction}.")
