@@ -1,7 +1,9 @@
-"""Where a student departs from its teacher: per-query cosine of their embeddings, grouped by query length.
+"""Where a student departs from its teacher: per-query cosine of their embeddings, grouped by query length and by how
+often the query's rarest token occurs in the training queries.
 
-Retrieval losses gather on queries unlike the training ones. Alignment by length on held-out training queries shows
-what length alone costs; the same table on another task's queries, at equal length, shows what the domain costs.
+Retrieval losses gather on queries unlike the training ones. Alignment by length (or rarity) on held-out training
+queries shows what length (or rare words) alone costs; the same table on another task's queries, at equal length or
+rarity, shows what the domain costs.
 """
 
 from collections import Counter

@@ -1,5 +1,6 @@
-"""How well a distilled student matches its teacher, by query length: on the held-out queries of the distill recipe
-(same `--seed`, `--num_eval_queries`, `--train_queries`) or on any query file.
+"""How well a distilled student matches its teacher, by query length and by how rare a query's words were in training:
+on the held-out queries of the distill recipe (same `--seed`, `--num_eval_queries`, `--train_queries`,
+`--max_train_samples`) or on any query file.
 
     python recipes/alignment_report.py --model runs/minilm-2L
     python recipes/alignment_report.py --model runs/minilm-2L --queries ../shared/data/beir/scifact/queries.jsonl
