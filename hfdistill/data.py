@@ -191,13 +191,18 @@ def _cached_prefix(cache_dir: Path, teacher: dict, texts: list[str]) -> torch.Te
 
 
 def cached_teacher_embeddings(
-    model: AsymmetricDualEncoder, texts: list[str], cache_dir: str | os.PathLike, batch_size: int = 256
+    model: AsymmetricDualEncoder,
+    texts: list[str],
+    cache_dir: str | os.PathLike,
+    batch_size: int = 256,
+    shared_prefix: int = 0,
 ) -> torch.Tensor:
     """Teacher embeddings of `texts`, read from `cache_dir` when this teacher already embedded these texts.
 
     The file name hashes the teacher identity, max length and the texts; the file's metadata repeats the key, so a
     renamed, truncated or stale file is recomputed rather than reused. When a cached file holds the first n texts,
-    the teacher embeds only the rest.
+    the teacher embeds only the rest. The first `shared_prefix` texts (the plain queries before added examples) are
+    also cached on their own, so a later run without the additions reads them too.
     """
     teacher = teacher_fingerprint(model)
     key, key_fields = _cache_key(teacher, texts)
@@ -208,6 +213,8 @@ def cached_teacher_embeddings(
         logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
         return embeddings
     start = time.perf_counter()
+    if 0 < shared_prefix < len(texts):
+        cached_teacher_embeddings(model, texts[:shared_prefix], cache_dir, batch_size)
     prefix = _cached_prefix(cache_dir, teacher, texts)
     done = 0 if prefix is None else len(prefix)
     embeddings = model.encode_documents(texts[done:], batch_size=batch_size, show_progress_bar=True)
@@ -253,17 +260,22 @@ class QueryAlignmentDataset(Dataset):
 
 
 def alignment_datasets(
-    model: AsymmetricDualEncoder, text_lists: list[list[str]], cache_dir: str | os.PathLike, batch_size: int = 256
+    model: AsymmetricDualEncoder,
+    text_lists: list[list[str]],
+    cache_dir: str | os.PathLike,
+    batch_size: int = 256,
+    shared_prefixes: list[int] | None = None,
 ) -> list[QueryAlignmentDataset]:
-    """One `QueryAlignmentDataset` per list of texts, with the teacher's embeddings from the cache (or computed)."""
+    """One `QueryAlignmentDataset` per list of texts, with the teacher's embeddings from the cache (or computed);
+    `shared_prefixes[i]` leading texts of list i are cached on their own too (see `cached_teacher_embeddings`)."""
     return [
         QueryAlignmentDataset(
             texts,
-            cached_teacher_embeddings(model, texts, cache_dir, batch_size),
+            cached_teacher_embeddings(model, texts, cache_dir, batch_size, shared),
             model.tokenizer,
             model.config.max_length,
         )
-        for texts in text_lists
+        for texts, shared in zip(text_lists, shared_prefixes or [0] * len(text_lists), strict=True)
     ]
 
 

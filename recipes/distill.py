@@ -46,8 +46,12 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     if student_args.freeze_embeddings:
         model.query_encoder.get_input_embeddings().requires_grad_(False)
     with PartialState().main_process_first():  # one process fills the cache, the others read it
-        datasets = alignment_datasets(
-            model, [train_texts, eval_texts], data_args.embedding_cache_dir, data_args.teacher_batch_size
+        datasets = alignment_datasets(  # the plain queries are cached apart from any added examples
+            model,
+            [train_texts, eval_texts],
+            data_args.embedding_cache_dir,
+            data_args.teacher_batch_size,
+            shared_prefixes=[len(train_queries), 0],
         )
     trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])
     untrained = trainer.evaluate(metric_key_prefix="untrained")  # the truncated student before distillation

@@ -174,6 +174,17 @@ def test_cache_extends_a_cached_prefix(tiny_student, queries, tmp_path, monkeypa
     assert embedded == [queries[10:16], queries[15::-1]]
 
 
+def test_shared_prefix_is_cached_on_its_own(tiny_student, queries, tmp_path, monkeypatch):
+    with_additions = queries[:6] + ["an added example", "another one"]
+    cached_teacher_embeddings(tiny_student, with_additions, tmp_path, shared_prefix=6)
+    embedded = []
+    encode = tiny_student.encode_documents
+    monkeypatch.setattr(tiny_student, "encode_documents", lambda texts, **kw: embedded.append(texts) or encode(texts))
+    plain = cached_teacher_embeddings(tiny_student, queries[:6], tmp_path)  # a run without the additions
+    assert embedded == [] and len(list(tmp_path.glob("*.safetensors"))) == 2
+    torch.testing.assert_close(plain, encode(queries[:6]))
+
+
 def test_corrupt_or_stale_cache_is_recomputed(tiny_student, queries, tmp_path):
     texts = queries[:10]
     good = cached_teacher_embeddings(tiny_student, texts, tmp_path)

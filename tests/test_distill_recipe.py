@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from hfdistill import AsymmetricDualEncoder
 from tests.conftest import run_script, tiny_distill_args
@@ -84,6 +85,8 @@ def test_joined_and_vocabulary_queries_are_added_examples_not_counted_as_queries
     assert (record["num_train_queries"], record["joined_query_fraction"], record["joined_query_max"]) == (260, 0.5, 3)
     assert record["vocabulary_query_fraction"] == 0.25
     assert record["global_steps"] == 16  # (260 + 130 joined + 65 vocabulary) / 30, rounded up
+    rows = sorted(int(safe_open(f, "pt").metadata()["count"]) for f in (tmp_path / "cache").glob("*.safetensors"))
+    assert rows == [40, 260, 455]  # held out, the plain queries on their own (for runs without additions), all
     card = (out / "README.md").read_text()
     assert "plus 50% as many examples of 2 to 3 of them joined" in card
     assert "plus 25% as many pseudo-queries of tokens drawn uniformly from the teacher's vocabulary" in card
