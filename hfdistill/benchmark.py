@@ -12,7 +12,7 @@ ENCODERS = ("teacher", "student")
 
 
 def _encode_fn(model: AsymmetricDualEncoder, encoder: str):
-    return model.encode_queries if encoder == "student" else model.encode_documents
+    return model.encode_queries if encoder == "student" else model.encode_teacher_queries
 
 
 def speedups(throughput: dict, latency: dict) -> dict:

@@ -143,15 +143,28 @@ def teacher_fingerprint(model: AsymmetricDualEncoder) -> dict:
     identity = {"teacher": config.teacher_name_or_path, "revision": config.teacher_revision}
     if config.teacher_revision is None:
         digest = hashlib.sha256()
-        for name, tensor in sorted(model.document_encoder.state_dict().items()):
+        head = {f"head.{name}": tensor for name, tensor in model.document_head.state_dict().items()}  # Dense layers
+        for name, tensor in sorted({**model.document_encoder.state_dict(), **head}.items()):
             digest.update(name.encode() + tensor.detach().cpu().contiguous().float().numpy().tobytes())
         identity["weights"] = digest.hexdigest()
-    identity.update(pooling=config.pooling, normalize=config.normalize, max_length=config.max_length)
+    identity.update(head=[{k: m[k] for k in ("type", "config")} for m in config.head], max_length=config.max_length)
     return identity
 
 
+PROMPT_TYPES = ("query", "document")
+
+
+def _teacher_encoder(model: AsymmetricDualEncoder, prompt_type: str):
+    """(the teacher's encode function for `prompt_type`, the prompt it puts first)."""
+    if prompt_type not in PROMPT_TYPES:
+        raise ValueError(f"prompt_type must be one of {PROMPT_TYPES}, got {prompt_type!r}.")
+    if prompt_type == "query":
+        return model.encode_teacher_queries, model.config.query_prompt
+    return model.encode_documents, model.config.document_prompt
+
+
 def _cache_key(teacher: dict, texts: list[str]) -> tuple[str, dict]:
-    """(file key, fields it hashes) of `texts` embedded by `teacher` (see `teacher_fingerprint`)."""
+    """(file key, fields it hashes) of `texts` embedded by `teacher` (`teacher_fingerprint` and the prompt)."""
     fields = {**teacher, "data": fingerprint(texts), "count": len(texts)}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32], fields
 
@@ -196,15 +209,21 @@ def cached_teacher_embeddings(
     cache_dir: str | os.PathLike,
     batch_size: int = 256,
     shared_prefix: int = 0,
+    prompt_type: str = "query",
 ) -> torch.Tensor:
-    """Teacher embeddings of `texts`, read from `cache_dir` when this teacher already embedded these texts.
+    """Teacher embeddings of `texts` as queries (with the teacher's query prompt, the distillation targets) or as
+    documents (`prompt_type="document"`, with its document prompt), read from `cache_dir` when this teacher already
+    embedded these texts so.
 
-    The file name hashes the teacher identity, max length and the texts; the file's metadata repeats the key, so a
-    renamed, truncated or stale file is recomputed rather than reused. When a cached file holds the first n texts,
-    the teacher embeds only the rest. The first `shared_prefix` texts (the plain queries before added examples) are
-    also cached on their own, so a later run without the additions reads them too.
+    The file name hashes the teacher identity, head, max length, prompt and the texts; the file's metadata repeats the
+    key, so a renamed, truncated or stale file is recomputed rather than reused. When a cached file holds the first n
+    texts, the teacher embeds only the rest. The first `shared_prefix` texts (the plain queries before added examples)
+    are also cached on their own, so a later run without the additions reads them too.
     """
+    encode, prompt = _teacher_encoder(model, prompt_type)
     teacher = teacher_fingerprint(model)
+    if prompt:  # prompt-free teachers keep the keys of caches written before prompts were read
+        teacher["prompt"] = prompt
     key, key_fields = _cache_key(teacher, texts)
     cache_dir = Path(cache_dir).expanduser()
     path = cache_dir / CACHE_FILE.format(key)
@@ -214,10 +233,10 @@ def cached_teacher_embeddings(
         return embeddings
     start = time.perf_counter()
     if 0 < shared_prefix < len(texts):
-        cached_teacher_embeddings(model, texts[:shared_prefix], cache_dir, batch_size)
+        cached_teacher_embeddings(model, texts[:shared_prefix], cache_dir, batch_size, prompt_type=prompt_type)
     prefix = _cached_prefix(cache_dir, teacher, texts)
     done = 0 if prefix is None else len(prefix)
-    embeddings = model.encode_documents(texts[done:], batch_size=batch_size, show_progress_bar=True)
+    embeddings = encode(texts[done:], batch_size=batch_size, show_progress_bar=True)
     if prefix is not None:
         embeddings = torch.cat([prefix, embeddings])
     logger.info(
@@ -241,15 +260,16 @@ def cached_teacher_embeddings(
 class QueryAlignmentDataset(Dataset):
     """(tokenized query, teacher embedding) pairs.
 
-    Queries are tokenized once up front so that each item carries `input_ids`: the Trainer's `group_by_length`
-    sampler reads their lengths and batches queries of similar length, which removes most padding (training
-    queries average ~8 tokens, a random batch of 128 pads to ~21).
+    Queries are tokenized once up front, as the student reads them (`model.tokenize_queries`: its prompt first), so
+    that each item carries `input_ids`: the Trainer's `group_by_length` sampler reads their lengths and batches queries
+    of similar length, which removes most padding (training queries average ~8 tokens, a random batch of 128 pads to
+    ~21).
     """
 
-    def __init__(self, texts: list[str], teacher_embeddings: torch.Tensor, tokenizer, max_length: int):
+    def __init__(self, texts: list[str], teacher_embeddings: torch.Tensor, model: AsymmetricDualEncoder):
         if len(texts) != teacher_embeddings.shape[0]:
             raise ValueError(f"{len(texts)} texts but {teacher_embeddings.shape[0]} teacher embeddings.")
-        self.input_ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        self.input_ids = model.tokenize_queries(texts)["input_ids"]
         self.teacher_embeddings = teacher_embeddings
 
     def __len__(self) -> int:
@@ -272,8 +292,7 @@ def alignment_datasets(
         QueryAlignmentDataset(
             texts,
             cached_teacher_embeddings(model, texts, cache_dir, batch_size, shared),
-            model.tokenizer,
-            model.config.max_length,
+            model,
         )
         for texts, shared in zip(text_lists, shared_prefixes or [0] * len(text_lists), strict=True)
     ]

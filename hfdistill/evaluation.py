@@ -50,7 +50,7 @@ class AsymmetricEncoder(AbsEncoder):
                 "name": name,
                 "revision": revision or "local",
                 "similarity_fn_name": ScoringFunction(model.config.similarity),
-                "embed_dim": model.config.teacher_config.hidden_size,
+                "embed_dim": model.config.embedding_dim,
                 "max_tokens": model.config.max_length,
                 "framework": ["PyTorch"],
             }
@@ -58,8 +58,11 @@ class AsymmetricEncoder(AbsEncoder):
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
         texts = [text for batch in inputs for text in batch["text"]]
-        if self.role == "teacher" or prompt_type == PromptType.document:
-            return cached_teacher_embeddings(self.model, texts, self.cache_dir, self.batch_size).numpy()
+        side = "document" if prompt_type == PromptType.document else "query"
+        if self.role == "teacher" or side == "document":  # each side with the teacher's own prompt for it
+            return cached_teacher_embeddings(
+                self.model, texts, self.cache_dir, self.batch_size, prompt_type=side
+            ).numpy()
         return self.model.encode_queries(texts, self.batch_size, show_progress_bar=True).numpy()
 
 
@@ -194,7 +197,10 @@ def teacher_scores(
     model: AsymmetricDualEncoder, task: AbsTaskRetrieval, cache_dir: str | Path, batch_size: int = 64
 ) -> dict[str, float]:
     """The teacher's own scores on the task, cached on disk by teacher identity and task fingerprint."""
+    config = model.config
     key_fields = {**teacher_fingerprint(model), "task": _task_key(task)}
+    if config.query_prompt or config.document_prompt:  # prompt-free teachers keep their earlier keys
+        key_fields.update(query_prompt=config.query_prompt, document_prompt=config.document_prompt)
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:32]
     path = Path(cache_dir).expanduser() / f"teacher-scores-{key}.json"
     if path.is_file():
@@ -286,7 +292,9 @@ class RetrievalEvaluator:
         self.metric = evaluate.load(RETRIEVAL_NDCG)
 
     def _scores(self, model: AsymmetricDualEncoder, queries: torch.Tensor) -> dict[str, float]:
-        documents = cached_teacher_embeddings(model, self.doc_texts, self.cache_dir, self.batch_size)
+        documents = cached_teacher_embeddings(
+            model, self.doc_texts, self.cache_dir, self.batch_size, prompt_type="document"
+        )
         if model.config.similarity == "cosine":
             queries, documents = (torch.nn.functional.normalize(x, dim=-1) for x in (queries, documents))
         top = (queries @ documents.T).topk(min(self.top_k, len(self.doc_ids)), dim=-1)

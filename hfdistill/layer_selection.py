@@ -24,7 +24,7 @@ from torch import nn
 
 from .configuration_asymmetric import LAYER_STRATEGIES, select_layers
 from .data import cached_teacher_embeddings
-from .modeling_asymmetric import AsymmetricDualEncoder
+from .modeling_asymmetric import AsymmetricDualEncoder, keep_layers, layer_stack
 
 
 def candidate_layer_sets(num_teacher_layers: int, k: int, max_candidates: int = 64, seed: int = 0) -> list[list[int]]:
@@ -88,20 +88,21 @@ def rank_layer_sets(
         raise ValueError(f"Unknown layer-selection proxy {proxy!r}; choose one of {tuple(PROXIES)}.")
     if not queries:
         raise ValueError("rank_layer_sets needs held-out queries to score candidates on.")
-    teacher_layers = model.document_encoder.encoder.layer
+    teacher_layers = layer_stack(model.document_encoder)
     for layers in candidates or []:
         if not layers or not all(0 <= index < len(teacher_layers) for index in layers):
             raise ValueError(f"Candidate {layers} must hold layer indices of the teacher's {len(teacher_layers)}.")
     targets = nn.functional.normalize(cached_teacher_embeddings(model, queries, cache_dir, batch_size), dim=-1)
-    original = model.query_encoder.encoder.layer
+    teacher_config, student_layers = model.config.teacher_config, model.config.student_layers
+    original = layer_stack(model.query_encoder)
     ranked = []
     try:
         for layers in candidates or candidate_layer_sets(len(teacher_layers), k, max_candidates):
-            model.query_encoder.encoder.layer = nn.ModuleList([teacher_layers[i] for i in layers])
+            keep_layers(model.query_encoder, teacher_layers, layers, teacher_config)
             student = nn.functional.normalize(model.encode_queries(queries, batch_size), dim=-1)
             ranked.append({"layers": layers, **{name: score(student, targets) for name, score in PROXIES.items()}})
-    finally:
-        model.query_encoder.encoder.layer = original
+    finally:  # the student's own layers back, as the teacher's kept layers they stand for
+        keep_layers(model.query_encoder, dict(zip(student_layers, original)), student_layers, teacher_config)
     return sorted(ranked, key=lambda c: -c[proxy])
 
 

@@ -28,6 +28,22 @@ def _is_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
 
 
+def describe_head(head: list[dict]) -> str:
+    """The teacher's head in words: `mean pooling, Dense 384 -> 768 (Tanh), L2 normalization`."""
+    words = []
+    for module in head:
+        config = module["config"]
+        if module["type"] == "Pooling":
+            modes = config.get("pooling_mode", "mean")
+            words.append(f"{' + '.join(modes) if isinstance(modes, (list, tuple)) else modes} pooling")
+        elif module["type"] == "Dense":
+            activation = config.get("activation_function", "torch.nn.modules.activation.Tanh").rsplit(".", 1)[-1]
+            words.append(f"Dense {config['in_features']} -> {config['out_features']} ({activation})")
+        else:
+            words.append("L2 normalization")
+    return ", ".join(words)
+
+
 def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     """The card of the student saved in `model_dir`, from its config and the JSON records found there."""
     model_dir = Path(model_dir)
@@ -65,13 +81,16 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         student_layers=list(config.student_layers),
         num_student_layers=len(config.student_layers),
         num_teacher_layers=config.teacher_config.num_hidden_layers,
-        pooling=config.pooling,
-        normalize=config.normalize,
+        head=describe_head(config.head),
+        query_prompt=config.query_prompt,
+        document_prompt=config.document_prompt,
+        student_prompt=config.student_prompt,
         similarity=config.similarity,
         max_length=config.max_length,
-        student_parameters=sum(p.numel() for p in model.query_encoder.parameters())
-        + sum(p.numel() for p in (model.query_projection.parameters() if model.query_projection else [])),
-        teacher_parameters=sum(p.numel() for p in model.document_encoder.parameters()),
+        student_parameters=sum(p.numel() for p in model.query_parameters()),
+        teacher_parameters=sum(
+            p.numel() for p in [*model.document_encoder.parameters(), *model.document_head.parameters()]
+        ),
         eval_results=eval_results,
         speed_results=_read_json(model_dir / "speed_results.json"),
         training=training,

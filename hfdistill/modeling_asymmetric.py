@@ -1,24 +1,31 @@
 """Asymmetric dual encoder: a small student encodes queries, the frozen teacher encodes documents.
 
 A saved model carries both encoders' weights, so the repository is self-contained: documents are always encoded by
-exactly the teacher the student was aligned to. This file imports only its config and transformers (relative imports
-only) so that `register_for_auto_class` can copy it for `trust_remote_code` loading.
+exactly the teacher the student was aligned to. The teacher is read as sentence-transformers reads it: its prompts,
+and its head (`Pooling`, `Dense`, `Normalize`) built from sentence-transformers' own modules. This file imports only
+its config, transformers and sentence-transformers (relative imports only) so that `register_for_auto_class` can copy
+it for `trust_remote_code` loading.
 """
 
+import copy
+import inspect
 import re
 import tempfile
 from dataclasses import dataclass
 
 import torch
+from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
+from sentence_transformers.util import import_from_string
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 from transformers.utils.logging import tqdm
 
-from .configuration_asymmetric import AsymmetricDualEncoderConfig
+from .configuration_asymmetric import AsymmetricDualEncoderConfig, layer_settings
 
-_LAYER_KEY = re.compile(r"^(.*\bencoder\.layer\.)(\d+)(\..*)$")
-_TOKENIZER_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
+LAYER_STACKS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers")  # BERT/MPNet/XLM-R, DistilBERT,
+# ModernBERT and decoders (Qwen3, Gemma3), others
+_TOKENIZER_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "trust_remote_code")
 
 
 @dataclass
@@ -29,22 +36,40 @@ class AsymmetricEncoderOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """Sentence embedding from token states, as sentence-transformers' Pooling module computes it."""
-    if mode == "cls":
-        return hidden[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    if mode == "max":
-        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+def layer_stack_path(encoder: nn.Module) -> str:
+    """Dotted path of the encoder's list of transformer layers; an error naming the paths tried if it has none."""
+    for path in LAYER_STACKS:
+        module = encoder
+        for name in path.split("."):
+            module = getattr(module, name, None)
+        if isinstance(module, nn.ModuleList):
+            return path
+    raise ValueError(
+        f"{type(encoder).__name__} has no layer stack hfdistill knows (tried {', '.join(LAYER_STACKS)}): not a "
+        "supported teacher architecture."
+    )
 
 
-def student_state_dict(teacher_state: dict[str, torch.Tensor], layers: list[int]) -> dict[str, torch.Tensor]:
-    """The teacher's weights with only `layers` kept in `encoder.layer`, renumbered 0..k-1 (BERT, MPNet, ...)."""
+def layer_stack(encoder: nn.Module) -> nn.ModuleList:
+    """The encoder's list of transformer layers."""
+    return encoder.get_submodule(layer_stack_path(encoder))
+
+
+def set_layer_stack(encoder: nn.Module, layers: list[nn.Module]) -> None:
+    """Replace the encoder's layers (e.g. by a subset of another encoder's)."""
+    parent, _, name = layer_stack_path(encoder).rpartition(".")
+    setattr(encoder.get_submodule(parent) if parent else encoder, name, nn.ModuleList(layers))
+
+
+def student_state_dict(
+    teacher_state: dict[str, torch.Tensor], layers: list[int], stack_path: str = "encoder.layer"
+) -> dict[str, torch.Tensor]:
+    """The teacher's weights with only `layers` of the layer stack at `stack_path` kept, renumbered 0..k-1."""
+    layer_key = re.compile(rf"^({re.escape(stack_path)}\.)(\d+)(\..*)$")
     new_index = {old: new for new, old in enumerate(layers)}
     state = {}
     for key, value in teacher_state.items():
-        match = _LAYER_KEY.match(key)
+        match = layer_key.match(key)
         if match is None:
             state[key] = value
         elif int(match.group(2)) in new_index:
@@ -52,13 +77,42 @@ def student_state_dict(teacher_state: dict[str, torch.Tensor], layers: list[int]
     return state
 
 
-def _headless(encoder: PreTrainedModel) -> PreTrainedModel:
-    """Drop the pooler: sentence embeddings pool token states, and an unused layer would upset DDP."""
+def keep_layers(encoder: PreTrainedModel, teacher_stack, layers: list[int], teacher_config) -> None:
+    """Make `encoder` run the teacher's `layers` (`teacher_stack[i]` for each, a list or a dict), with the config
+    values that describe them (their number, per-layer attention types). The layers read their own settings when
+    they were built; the model reads these on each forward. The config object stays the layers' own, with its
+    attention implementation."""
+    set_layer_stack(encoder, [teacher_stack[i] for i in layers])
+    for key, value in layer_settings(teacher_config, layers).items():
+        setattr(encoder.config, key, value)
+
+
+def _encoder(config: AsymmetricDualEncoderConfig, student: bool) -> PreTrainedModel:
+    """The teacher's architecture without its pooler; for the student, only the kept layers, each built as the
+    teacher builds it (ModernBERT's first layer differs from the others), with their per-layer settings."""
+    architecture = copy.deepcopy(config.teacher_config) if student else config.teacher_config
+    encoder = AutoModel.from_config(architecture, trust_remote_code=bool(getattr(architecture, "auto_map", None)))
     if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler = None
-    if not hasattr(getattr(encoder, "encoder", None), "layer"):
-        raise ValueError(f"{type(encoder).__name__} has no `encoder.layer` stack: not a supported encoder teacher.")
+        encoder.pooler = None  # sentence embeddings pool token states, and an unused layer would upset DDP
+    stack = layer_stack(encoder)
+    if student:
+        keep_layers(encoder, stack, config.student_layers, config.teacher_config)
     return encoder
+
+
+def build_head(head: list[dict]) -> nn.ModuleList:
+    """sentence-transformers' own modules for the head described in the config."""
+    modules = []
+    for module in head:
+        config = dict(module["config"])
+        if module["type"] == "Pooling":
+            modules.append(Pooling(**config))
+        elif module["type"] == "Dense":
+            activation = import_from_string(config.pop("activation_function", "torch.nn.modules.activation.Tanh"))
+            modules.append(Dense(**config, activation_function=activation()))
+        else:
+            modules.append(Normalize())
+    return nn.ModuleList(modules)
 
 
 class AsymmetricDualEncoder(PreTrainedModel):
@@ -71,10 +125,14 @@ class AsymmetricDualEncoder(PreTrainedModel):
 
     def __init__(self, config: AsymmetricDualEncoderConfig):
         super().__init__(config)
-        self.query_encoder = _headless(AutoModel.from_config(config.student_config()))
-        self.document_encoder = _headless(AutoModel.from_config(config.teacher_config))
-        hidden = config.teacher_config.hidden_size
-        self.query_projection = nn.Linear(hidden, hidden) if config.projection_dim else None
+        self.query_encoder = _encoder(config, student=True)
+        self.document_encoder = _encoder(config, student=False)
+        self.query_head = build_head(config.head)
+        self.document_head = build_head(config.head)
+        size = config.embedding_dim
+        self.query_projection = nn.Linear(size, size) if config.projection_dim else None
+        # decoders would build a key/value cache indexed by teacher layer numbers: embeddings need none
+        self._no_cache = "use_cache" in inspect.signature(self.document_encoder.forward).parameters
         self.tokenizer = None
         self.post_init()
         self.freeze_document_encoder()
@@ -89,7 +147,13 @@ class AsymmetricDualEncoder(PreTrainedModel):
     def freeze_document_encoder(self) -> None:
         """The teacher defines the document index: it must never be updated."""
         self.document_encoder.requires_grad_(False)
+        self.document_head.requires_grad_(False)
         self.document_encoder.eval()
+
+    def query_parameters(self) -> list[nn.Parameter]:
+        """The student's parameters: its layers, its head and the projection (if any)."""
+        projection = list(self.query_projection.parameters()) if self.query_projection is not None else []
+        return [*self.query_encoder.parameters(), *self.query_head.parameters(), *projection]
 
     def train(self, mode: bool = True) -> "AsymmetricDualEncoder":
         super().train(mode)
@@ -99,15 +163,20 @@ class AsymmetricDualEncoder(PreTrainedModel):
     def _embed(
         self, encoder: nn.Module, input_ids, attention_mask, token_type_ids=None, output_hidden_states: bool = False
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        """(sentence embeddings, token states of every layer if asked for) of one encoder."""
+        """(sentence embeddings, token states of every layer if asked for) of one encoder and its head."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
+        if self._no_cache:
+            inputs["use_cache"] = False
         outputs = encoder(**inputs, output_hidden_states=output_hidden_states)
-        embeds = pool(outputs.last_hidden_state, attention_mask, self.config.pooling)
+        features = {"token_embeddings": outputs.last_hidden_state, "attention_mask": attention_mask}
+        for module in self.query_head if encoder is self.query_encoder else self.document_head:
+            features = module(features)
+        embeds = features["sentence_embedding"]
         if encoder is self.query_encoder and self.query_projection is not None:
             embeds = self.query_projection(embeds)
-        embeds = nn.functional.normalize(embeds, dim=-1) if self.config.normalize else embeds
+            embeds = nn.functional.normalize(embeds, dim=-1) if self.config.normalize else embeds
         return embeds, outputs.hidden_states
 
     def forward(
@@ -117,7 +186,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
     ) -> AsymmetricEncoderOutput:
-        """Student query embeddings; the document side is reached through `encode_documents`/`embed_documents`."""
+        """Student query embeddings of inputs tokenized with the student's prompt (see `tokenize_queries`)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         embeds, hidden_states = self._embed(
@@ -129,8 +198,17 @@ class AsymmetricDualEncoder(PreTrainedModel):
         """Teacher embeddings of tokenized texts (documents, or queries as distillation targets)."""
         return self._embed(self.document_encoder, input_ids, attention_mask, token_type_ids)[0]
 
+    def tokenize_queries(self, queries: list[str], **kwargs):
+        """Queries tokenized as the student reads them: its prompt first, cut at `max_length`."""
+        prompt = self.config.student_prompt
+        return self.tokenizer(
+            [prompt + query for query in queries], truncation=True, max_length=self.config.max_length, **kwargs
+        )
+
     @torch.inference_mode()
-    def _encode(self, encoder: nn.Module, texts: list[str], batch_size: int, show_progress_bar: bool, desc: str):
+    def _encode(
+        self, encoder: nn.Module, texts: list[str], prompt: str, batch_size: int, show_progress_bar: bool, desc: str
+    ) -> torch.Tensor:
         if self.tokenizer is None:
             raise ValueError("This model has no tokenizer attached; load it with from_pretrained or from_teacher.")
         if isinstance(texts, str):
@@ -139,11 +217,11 @@ class AsymmetricDualEncoder(PreTrainedModel):
         if was_training:
             self.eval()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths batch with little padding
-        out = torch.empty(len(texts), self.config.teacher_config.hidden_size)
+        out = torch.empty(len(texts), self.config.embedding_dim)
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not show_progress_bar):
             idx = order[start : start + batch_size]
             batch = self.tokenizer(
-                [texts[i] for i in idx],
+                [prompt + texts[i] for i in idx],
                 padding=True,
                 truncation=True,
                 max_length=self.config.max_length,
@@ -156,52 +234,53 @@ class AsymmetricDualEncoder(PreTrainedModel):
         return out
 
     def encode_queries(self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False):
-        """Embed queries with the student: a `(n, d)` float tensor on CPU."""
-        return self._encode(self.query_encoder, queries, batch_size, show_progress_bar, "Encoding queries")
+        """Embed queries with the student (its prompt first): a `(n, d)` float tensor on CPU."""
+        prompt = self.config.student_prompt
+        return self._encode(self.query_encoder, queries, prompt, batch_size, show_progress_bar, "Student: queries")
+
+    def encode_teacher_queries(self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False):
+        """Embed queries with the frozen teacher and its query prompt (the distillation targets)."""
+        prompt = self.config.query_prompt
+        return self._encode(self.document_encoder, queries, prompt, batch_size, show_progress_bar, "Teacher: queries")
 
     def encode_documents(self, documents: list[str], batch_size: int = 32, show_progress_bar: bool = False):
-        """Embed documents (or any text) with the frozen teacher: a `(n, d)` float tensor on CPU."""
-        return self._encode(self.document_encoder, documents, batch_size, show_progress_bar, "Encoding documents")
+        """Embed documents with the frozen teacher and its document prompt: a `(n, d)` float tensor on CPU."""
+        prompt = self.config.document_prompt
+        return self._encode(
+            self.document_encoder, documents, prompt, batch_size, show_progress_bar, "Teacher: documents"
+        )
 
     def to_sentence_transformer(self):
         """A `SentenceTransformer` whose `Router` sends queries to the student and documents to the teacher.
 
         `encode_query` / `encode_document` (and mteb's prompt types) then give the same numbers as
-        `encode_queries` / `encode_documents`.
+        `encode_queries` / `encode_documents`: the prompts and head modules are the model's own.
         """
-        try:
-            from sentence_transformers import SentenceTransformer
-            from sentence_transformers.sentence_transformer.modules import (
-                Dense,
-                Normalize,
-                Pooling,
-                Router,
-                Transformer,
-            )
-        except ImportError as error:
-            raise ImportError("to_sentence_transformer needs `pip install sentence-transformers`.") from error
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Router, Transformer
 
         with tempfile.TemporaryDirectory() as tmp:
 
-            def route(name: str, encoder: nn.Module, projection: nn.Linear | None) -> list:
+            def route(name: str, encoder: nn.Module, head: nn.ModuleList, projection: nn.Linear | None) -> list:
                 encoder.save_pretrained(f"{tmp}/{name}")
                 self.tokenizer.save_pretrained(f"{tmp}/{name}")
-                transformer = Transformer(f"{tmp}/{name}", max_seq_length=self.config.max_length)
-                modules = [
-                    transformer,
-                    Pooling(transformer.get_embedding_dimension(), pooling_mode=self.config.pooling),
-                ]
+                modules = [Transformer(f"{tmp}/{name}", max_seq_length=self.config.max_length), *copy.deepcopy(head)]
                 if projection is not None:
                     dense = Dense(projection.in_features, projection.out_features, activation_function=nn.Identity())
                     dense.linear.load_state_dict(projection.state_dict())
-                    modules.append(dense)
-                return modules + [Normalize()] if self.config.normalize else modules
+                    modules += [dense, Normalize()] if self.config.normalize else [dense]
+                return modules
 
             router = Router.for_query_document(
-                route("query", self.query_encoder, self.query_projection),
-                route("document", self.document_encoder, None),
+                route("query", self.query_encoder, self.query_head, self.query_projection),
+                route("document", self.document_encoder, self.document_head, None),
             )
-            return SentenceTransformer(modules=[router], similarity_fn_name=self.config.similarity, device=self.device)
+            return SentenceTransformer(
+                modules=[router],
+                similarity_fn_name=self.config.similarity,
+                prompts={"query": self.config.student_prompt, "document": self.config.document_prompt},
+                device=self.device,
+            )
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         super().save_pretrained(save_directory, *args, **kwargs)
@@ -226,7 +305,8 @@ class AsymmetricDualEncoder(PreTrainedModel):
         """Build a student from a Hub (or local) teacher: explicit layer indices or a strategy name and a count.
 
         Other keyword arguments (`revision`, `pooling`, `normalize`, `similarity`, `projection_dim`, `max_length`,
-        hub options) go to `AsymmetricDualEncoderConfig.from_teacher`.
+        the prompts, `trust_remote_code`, hub options) go to `AsymmetricDualEncoderConfig.from_teacher`, which
+        checks them before any weights are loaded.
         """
         config = AsymmetricDualEncoderConfig.from_teacher(teacher, student_layers, num_student_layers, **kwargs)
         hub_kwargs = {k: kwargs[k] for k in _TOKENIZER_KWARGS if k in kwargs}
@@ -235,6 +315,12 @@ class AsymmetricDualEncoder(PreTrainedModel):
         model = cls(config)
         teacher_state = {k: v for k, v in teacher_model.state_dict().items() if not k.startswith("pooler.")}
         model.document_encoder.load_state_dict(teacher_state)
-        model.query_encoder.load_state_dict(student_state_dict(teacher_state, config.student_layers))
+        stack_path = layer_stack_path(model.document_encoder)
+        model.query_encoder.load_state_dict(student_state_dict(teacher_state, config.student_layers, stack_path))
+        for index, module in enumerate(config.head):
+            if module["type"] == "Dense":
+                dense = Dense.load(teacher, subfolder=module["path"], revision=config.teacher_revision)
+                for head in (model.query_head, model.document_head):
+                    head[index].load_state_dict(dense.state_dict())
         model.tokenizer = AutoTokenizer.from_pretrained(teacher, **hub_kwargs)
         return model

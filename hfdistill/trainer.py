@@ -40,6 +40,12 @@ class EmbeddingAlignmentTrainer(Trainer):
             raise ValueError(
                 f"args must be AlignmentTrainingArguments (it carries the loss), got {type(args).__name__}."
             )
+        if args.hint_weight > 0 and model.config.student_prompt != model.config.query_prompt:
+            raise ValueError(
+                "hint_weight > 0 compares the student's token states with the teacher's on the same tokens, so the "
+                f"student must read the teacher's query prompt {model.config.query_prompt!r}, not "
+                f"{model.config.student_prompt!r}."
+            )
         processing_class = processing_class or model.tokenizer
         model.freeze_document_encoder()
         super().__init__(

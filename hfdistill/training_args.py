@@ -31,6 +31,14 @@ class StudentArguments:
             best-trained sets on both offline teachers, where the proxy alone did not (docs/results.md §3).
         selection_shortlist (`int`): how many candidates those short runs train.
         pooling (`str`, *optional*): overrides the teacher's sentence-transformers pooling.
+        query_prompt (`str`, *optional*): the teacher's query prompt, overriding its
+            `config_sentence_transformers.json`.
+        document_prompt (`str`, *optional*): the teacher's document prompt, likewise.
+        query_prompt_name (`str`, *optional*): picks the teacher's query prompt by its name in that file.
+        document_prompt_name (`str`, *optional*): picks the teacher's document prompt by its name in that file.
+        student_query_prompt (`str`, *optional*): the student's query prompt; defaults to the teacher's. `""` trains a
+            prompt-free student on raw queries against the teacher's prompted targets (fewer tokens per query).
+        trust_remote_code (`bool`): allow a teacher whose architecture is custom code in its repository.
         projection_dim (`int`, *optional*): adds an identity-initialised linear map on student embeddings.
         freeze_embeddings (`bool`): keep the student's token embeddings (copied from the teacher) fixed; tokens
             that training queries never contain then stay exactly where the teacher put them.
@@ -58,6 +66,26 @@ class StudentArguments:
     )
     selection_shortlist: int = field(default=4, metadata={"help": "`auto`: candidates the short runs train."})
     pooling: str | None = field(default=None, metadata={"help": f"Override the teacher's pooling: {POOLING_MODES}."})
+    query_prompt: str | None = field(
+        default=None, metadata={"help": "The teacher's query prompt (default: from its sentence-transformers config)."}
+    )
+    document_prompt: str | None = field(
+        default=None,
+        metadata={"help": "The teacher's document prompt (default: from its sentence-transformers config)."},
+    )
+    query_prompt_name: str | None = field(
+        default=None,
+        metadata={"help": "Pick the teacher's query prompt by name from its sentence-transformers config."},
+    )
+    document_prompt_name: str | None = field(
+        default=None, metadata={"help": "Pick the teacher's document prompt by name from its config."}
+    )
+    student_query_prompt: str | None = field(
+        default=None, metadata={"help": "The student's query prompt (default: the teacher's); \"\" = prompt-free."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow a teacher whose architecture is custom code in its repository."}
+    )
     projection_dim: int | None = field(
         default=None, metadata={"help": "Add an identity-initialised linear map of this size (the teacher's)."}
     )
@@ -82,7 +110,14 @@ class StudentArguments:
     @property
     def teacher_kwargs(self) -> dict:
         """How the teacher is loaded, for `from_teacher` and `auto_select_layers` alike."""
-        return {"revision": self.teacher_revision, "pooling": self.pooling}
+        prompts = ("query_prompt", "document_prompt", "query_prompt_name", "document_prompt_name")
+        return {
+            "revision": self.teacher_revision,
+            "pooling": self.pooling,
+            "student_query_prompt": self.student_query_prompt,
+            "trust_remote_code": self.trust_remote_code,
+            **{name: getattr(self, name) for name in prompts},
+        }
 
 
 @dataclass

@@ -16,7 +16,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from accelerate import PartialState
 from transformers import AutoTokenizer
 
-from hfdistill import AsymmetricDualEncoder
+from hfdistill import AsymmetricDualEncoder, AsymmetricDualEncoderConfig
 from hfdistill.cli import parse_args
 from hfdistill.data import alignment_datasets
 from hfdistill.layer_trials import select_student_layers
@@ -26,6 +26,8 @@ from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArgumen
 
 
 def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments):
+    # the teacher's files first: a prompt or module it lacks is an error before queries load or the teacher runs
+    AsymmetricDualEncoderConfig.from_teacher(student_args.teacher, "first", 1, **student_args.teacher_kwargs)
     train_queries, eval_texts = data_args.load_splits(training_args.seed)
     tokenizer = None  # only pseudo-queries of the teacher's vocabulary need it before the model is built
     if data_args.vocabulary_query_fraction:

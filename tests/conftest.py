@@ -9,7 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, BertConfig, BertTokenizer, MPNetConfig, MPNetTokenizer
+from transformers import (
+    AutoModel,
+    BertConfig,
+    BertTokenizer,
+    DistilBertConfig,
+    Gemma3TextConfig,
+    ModernBertConfig,
+    MPNetConfig,
+    MPNetTokenizer,
+    Qwen3Config,
+    XLMRobertaConfig,
+)
 
 WORDS = (
     "what is dense retrieval the a of query document encoder model fast small big search index how to why "
@@ -74,6 +85,58 @@ def write_teacher(path: Path, kind: str = "bert", pooling: str | None = "mean", 
         )
         (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48, "do_lower_case": False}))
     return str(path)
+
+
+E5_PROMPTS = {"query": "query: ", "document": "passage: "}
+QWEN3_PROMPTS = {"query": "Instruct: Given a web search query, retrieve relevant passages\nQuery:", "document": ""}
+ALTERNATING = ["full_attention", "sliding_attention", "full_attention", "sliding_attention"]
+SIZES = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37)
+DECODER_SIZES = dict(**SIZES, num_key_value_heads=2, head_dim=8, sliding_window=4, layer_types=ALTERNATING)
+FAMILIES = {  # tiny configs of each architecture family (small sliding windows, so per-layer attention types matter)
+    "bert": lambda vocab: BertConfig(vocab_size=vocab, max_position_embeddings=64, **SIZES),
+    "xlm-roberta": lambda vocab: XLMRobertaConfig(
+        vocab_size=vocab, max_position_embeddings=64, pad_token_id=0, **SIZES
+    ),
+    "distilbert": lambda vocab: DistilBertConfig(vocab_size=vocab, dim=32, n_layers=4, n_heads=4, hidden_dim=37),
+    "modernbert": lambda vocab: ModernBertConfig(
+        vocab_size=vocab, global_attn_every_n_layers=2, local_attention=4, pad_token_id=0, bos_token_id=2,
+        eos_token_id=3, cls_token_id=2, sep_token_id=3, **SIZES
+    ),
+    "qwen3": lambda vocab: Qwen3Config(vocab_size=vocab, use_sliding_window=True, pad_token_id=0, **DECODER_SIZES),
+    "gemma3": lambda vocab: Gemma3TextConfig(
+        vocab_size=vocab, use_bidirectional_attention=True, pad_token_id=0, **DECODER_SIZES
+    ),
+}  # fmt: skip
+
+
+def write_st_teacher(
+    path: Path,
+    family: str = "bert",
+    pooling: str = "mean",
+    dense: tuple[int, ...] = (),
+    normalize: bool = True,
+    prompts: dict[str, str] | None = None,
+    **st_kwargs,
+) -> str:
+    """Save a tiny random teacher of `family` as sentence-transformers saves a model: Transformer, Pooling, a Dense
+    layer per size in `dense`, Normalize, prompts. Decoders pad on the left, as Qwen3-Embedding does."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+
+    torch.manual_seed(0)
+    backbone = path / "backbone"
+    backbone.mkdir(parents=True, exist_ok=True)
+    vocab = backbone / "vocab.txt"
+    vocab.write_text("\n".join(SPECIAL + WORDS) + "\n")
+    tokenizer = BertTokenizer(str(vocab), padding_side="left" if family in ("qwen3", "gemma3") else "right")
+    AutoModel.from_config(FAMILIES[family](len(SPECIAL) + len(WORDS))).save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    modules = [Transformer(str(backbone), max_seq_length=48), Pooling(32, pooling_mode=pooling)]
+    for size in dense:
+        modules.append(Dense(modules[-1].get_embedding_dimension(), size, activation_function=torch.nn.Tanh()))
+    model = SentenceTransformer(modules=modules + ([Normalize()] if normalize else []), prompts=prompts, **st_kwargs)
+    model.save(str(path / "teacher"))
+    return str(path / "teacher")
 
 
 @pytest.fixture(scope="session")

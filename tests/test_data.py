@@ -163,8 +163,10 @@ def test_cache_extends_a_cached_prefix(tiny_student, queries, tmp_path, monkeypa
     cached_teacher_embeddings(tiny_student, queries[:10], tmp_path)
     cached_teacher_embeddings(tiny_student, queries[1:5], tmp_path)  # not a prefix of what follows
     embedded = []
-    encode = tiny_student.encode_documents
-    monkeypatch.setattr(tiny_student, "encode_documents", lambda texts, **kw: embedded.append(texts) or encode(texts))
+    encode = tiny_student.encode_teacher_queries
+    monkeypatch.setattr(
+        tiny_student, "encode_teacher_queries", lambda texts, **kw: embedded.append(texts) or encode(texts)
+    )
     # the longest cached prefix (10) is read, only the other 6 texts go through the teacher
     torch.testing.assert_close(cached_teacher_embeddings(tiny_student, queries[:16], tmp_path), expected)
     assert embedded == [queries[10:16]]
@@ -178,8 +180,10 @@ def test_shared_prefix_is_cached_on_its_own(tiny_student, queries, tmp_path, mon
     with_additions = queries[:6] + ["an added example", "another one"]
     cached_teacher_embeddings(tiny_student, with_additions, tmp_path, shared_prefix=6)
     embedded = []
-    encode = tiny_student.encode_documents
-    monkeypatch.setattr(tiny_student, "encode_documents", lambda texts, **kw: embedded.append(texts) or encode(texts))
+    encode = tiny_student.encode_teacher_queries
+    monkeypatch.setattr(
+        tiny_student, "encode_teacher_queries", lambda texts, **kw: embedded.append(texts) or encode(texts)
+    )
     plain = cached_teacher_embeddings(tiny_student, queries[:6], tmp_path)  # a run without the additions
     assert embedded == [] and len(list(tmp_path.glob("*.safetensors"))) == 2
     torch.testing.assert_close(plain, encode(queries[:6]))
@@ -195,14 +199,41 @@ def test_corrupt_or_stale_cache_is_recomputed(tiny_student, queries, tmp_path):
     torch.testing.assert_close(cached_teacher_embeddings(tiny_student, texts, tmp_path), good)
 
 
+def test_cache_embeds_each_side_with_its_prompt(tiny_student, queries, tmp_path):
+    texts = queries[:8]
+    plain = cached_teacher_embeddings(tiny_student, texts, tmp_path)
+    tiny_student.config.query_prompt, tiny_student.config.document_prompt = "query ", "document "
+    as_queries = cached_teacher_embeddings(tiny_student, texts, tmp_path)
+    as_documents = cached_teacher_embeddings(tiny_student, texts, tmp_path, prompt_type="document")
+    torch.testing.assert_close(as_queries, tiny_student.encode_teacher_queries(texts))
+    torch.testing.assert_close(as_documents, tiny_student.encode_documents(texts))
+    tiny_student.config.document_prompt = ""
+    torch.testing.assert_close(as_queries, tiny_student.encode_documents(["query " + t for t in texts]))
+    assert (as_queries - plain).abs().max() > 1e-3 and (as_documents - as_queries).abs().max() > 1e-3
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3  # the prompt is part of the key
+    with pytest.raises(ValueError, match="prompt_type must be one of"):
+        cached_teacher_embeddings(tiny_student, texts, tmp_path, prompt_type="passage")
+
+
 def test_dataset_and_collator(tiny_student):
     tokenizer = tiny_student.tokenizer
+    tiny_student.config.max_length = 16
     texts = ["what is x", "the cat sat on the mat " * 20]
-    dataset = QueryAlignmentDataset(texts, torch.arange(64.0).view(2, 32), tokenizer, max_length=16)
+    dataset = QueryAlignmentDataset(texts, torch.arange(64.0).view(2, 32), tiny_student)
     batch = AlignmentCollator(tokenizer)([dataset[0], dataset[1]])
     direct = tokenizer(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")
     torch.testing.assert_close(batch["input_ids"], direct["input_ids"])  # padded and truncated as a direct call
     torch.testing.assert_close(batch["attention_mask"], direct["attention_mask"])
     torch.testing.assert_close(batch["teacher_embeddings"], torch.arange(64.0).view(2, 32))
     with pytest.raises(ValueError, match="2 texts but 3 teacher embeddings"):
-        QueryAlignmentDataset(["a", "b"], torch.ones(3, 32), tokenizer, max_length=16)
+        QueryAlignmentDataset(["a", "b"], torch.ones(3, 32), tiny_student)
+
+
+def test_dataset_puts_the_student_prompt_first(tiny_student):
+    tiny_student.config.query_prompt = "query: "  # unknown words: [UNK]
+    tiny_student.config.student_query_prompt = "the "
+    dataset = QueryAlignmentDataset(["what is x"], torch.ones(1, 32), tiny_student)
+    assert dataset[0]["input_ids"] == tiny_student.tokenizer("the what is x")["input_ids"]
+    tiny_student.config.student_query_prompt = ""
+    dataset = QueryAlignmentDataset(["what is x"], torch.ones(1, 32), tiny_student)
+    assert dataset[0]["input_ids"] == tiny_student.tokenizer("what is x")["input_ids"]

@@ -8,10 +8,73 @@ import torch
 from transformers import AutoModel
 
 from hfdistill import AsymmetricDualEncoder
-from hfdistill.modeling_asymmetric import pool, student_state_dict
-from tests.conftest import SAVED_FILES
+from hfdistill.modeling_asymmetric import layer_stack, student_state_dict
+from tests.conftest import E5_PROMPTS, QWEN3_PROMPTS, SAVED_FILES, write_st_teacher
 
 TEXTS = ["what is dense retrieval", "the cat of the city", "how to search a big index fast"]
+LONG_TEXTS = [*TEXTS, "why does the river of the big city run fast to the sun and the moon"]  # past the windows
+GEMMA_PROMPTS = {"query": "task: search result | query: ", "document": "title: none | text: "}
+TEACHERS = {  # (family, pooling, Dense sizes, prompts): every pooling mode and head shape on some family
+    "bert-e5-prompts": ("bert", "mean", (), E5_PROMPTS),
+    "bert-dense": ("bert", "cls", (16,), None),
+    "bert-two-dense-max": ("bert", "max", (24, 16), None),
+    "xlm-roberta-weightedmean": ("xlm-roberta", "weightedmean", (), E5_PROMPTS),
+    "distilbert-mean-sqrt-len": ("distilbert", "mean_sqrt_len_tokens", (), None),
+    "modernbert": ("modernbert", "mean", (), {"query": "search_query: ", "document": "search_document: "}),
+    "qwen3-lasttoken-instruction": ("qwen3", "lasttoken", (), QWEN3_PROMPTS),
+    "gemma3-dense": ("gemma3", "mean", (48, 32), GEMMA_PROMPTS),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=sorted(TEACHERS))
+def family_teacher(request, tmp_path_factory) -> tuple[str, str]:
+    family, pooling, dense, prompts = TEACHERS[request.param]
+    return request.param, write_st_teacher(
+        tmp_path_factory.mktemp(request.param), family, pooling, dense, prompts=prompts
+    )
+
+
+def test_every_family_is_read_exactly_as_sentence_transformers_reads_it(family_teacher):
+    from sentence_transformers import SentenceTransformer
+
+    name, teacher = family_teacher
+    reference = SentenceTransformer(teacher, device="cpu")
+    full = AsymmetricDualEncoder.from_teacher(teacher, "first", 4)
+    queries = reference.encode_query(LONG_TEXTS, convert_to_tensor=True)
+    documents = reference.encode_document(LONG_TEXTS, convert_to_tensor=True)
+    assert queries.shape[1] == full.config.embedding_dim
+    torch.testing.assert_close(full.encode_queries(LONG_TEXTS), queries, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(full.encode_teacher_queries(LONG_TEXTS), queries, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(full.encode_documents(LONG_TEXTS), documents, atol=1e-5, rtol=1e-5)
+    if TEACHERS[name][3]:  # the prompts change the embeddings: they are not ignored
+        assert (queries - documents).abs().max() > 1e-3
+
+
+def _skip_layer(module, args, kwargs, output):
+    """A forward hook that makes a layer hand on its input unchanged (its hidden states come first)."""
+    hidden = args[0] if args else next(iter(kwargs.values()))
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+@pytest.mark.parametrize("layers", [[0, 3], [1, 2], [3], [1]])
+def test_dropping_layers_is_exact(family_teacher, layers):
+    """The untrained student computes what the teacher computes when it skips the layers the student drops."""
+    _, teacher = family_teacher
+    model = AsymmetricDualEncoder.from_teacher(teacher, layers)
+    teacher_stack = layer_stack(model.document_encoder)
+    assert len(layer_stack(model.query_encoder)) == len(layers)
+    per_layer = getattr(model.config.teacher_config, "layer_types", None)
+    if per_layer is not None:
+        assert model.query_encoder.config.layer_types == [per_layer[i] for i in layers]
+    skipped = [i for i in range(len(teacher_stack)) if i not in layers]
+    hooks = [teacher_stack[i].register_forward_hook(_skip_layer, with_kwargs=True) for i in skipped]
+    try:
+        want = model.encode_teacher_queries(LONG_TEXTS)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    torch.testing.assert_close(model.encode_queries(LONG_TEXTS), want, atol=1e-6, rtol=1e-6)
+    assert (model.encode_teacher_queries(LONG_TEXTS) - want).abs().max() > 1e-4  # the dropped layers mattered
 
 
 def test_student_starts_from_the_chosen_teacher_layers(tiny_student):
@@ -55,14 +118,6 @@ def test_mpnet_teacher(tiny_mpnet_teacher):
     torch.testing.assert_close(model.encode_documents(TEXTS), reference, atol=1e-5, rtol=1e-5)
     assert model.encode_queries(TEXTS).shape == (3, 32)
     assert "relative_attention_bias.weight" in dict(model.query_encoder.encoder.named_parameters())
-
-
-def test_pooling_modes():
-    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
-    mask = torch.tensor([[1, 1, 0]])
-    assert pool(hidden, mask, "mean").tolist() == [[2.0, 3.0]]
-    assert pool(hidden, mask, "cls").tolist() == [[1.0, 2.0]]
-    assert pool(hidden, mask, "max").tolist() == [[3.0, 4.0]]
 
 
 def test_student_state_dict_renumbers_layers():

@@ -34,10 +34,9 @@ def make_datasets(model, queries):
         for p in model.query_encoder.encoder.parameters():
             p.add_(torch.randn_like(p) * 0.3)
     targets = model.encode_documents(queries)
-    tokenizer, max_length = model.tokenizer, model.config.max_length
     return (
-        QueryAlignmentDataset(queries[:240], targets[:240], tokenizer, max_length),
-        QueryAlignmentDataset(queries[240:], targets[240:], tokenizer, max_length),
+        QueryAlignmentDataset(queries[:240], targets[:240], model),
+        QueryAlignmentDataset(queries[240:], targets[240:], model),
     )
 
 
@@ -94,7 +93,7 @@ def test_resume_from_checkpoint(tiny_student, queries, tmp_path):
 
 def test_hints_vanish_for_the_full_teacher(tiny_teacher, queries, tmp_path):
     full = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 1, 2, 3])  # every layer: states equal the teacher's
-    held_out = QueryAlignmentDataset(queries, full.encode_documents(queries), full.tokenizer, full.config.max_length)
+    held_out = QueryAlignmentDataset(queries, full.encode_documents(queries), full)
     trainer = EmbeddingAlignmentTrainer(
         full, make_args(tmp_path, loss="cosine", hint_weight=1.0), eval_dataset=held_out
     )
