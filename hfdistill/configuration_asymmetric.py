@@ -10,7 +10,9 @@ import json
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
-from transformers.utils import cached_file
+from transformers.utils import cached_file, logging
+
+logger = logging.get_logger(__name__)
 
 POOLING_MODES = Pooling.POOLING_MODES
 HEAD_MODULES = {"Transformer": None, "Pooling": Pooling, "Dense": Dense, "Normalize": Normalize}
@@ -341,6 +343,14 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
         if isinstance(student_layers, str):
             student_layers = select_layers(student_layers, num_student_layers, num_layers)
         prompts = st_teacher["prompts"]
+        unused = [name for name in ("passage", "corpus") if prompts.get(name) and not prompts.get("document")]
+        if unused and document_prompt is None and document_prompt_name is None:
+            logger.warning(
+                "Teacher %r names a %r prompt but no (or an empty) 'document' one: sentence-transformers' "
+                "encode_document, and so hfdistill, put no prompt before documents. If its index was built with it, "
+                "pass document_prompt_name=%r.",
+                teacher, unused[0], unused[0],
+            )  # fmt: skip
         resolved = cached_file(teacher, "config.json", revision=revision, **hub_kwargs)
         return cls(
             teacher_config=teacher_config.to_dict(),

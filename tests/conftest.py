@@ -116,10 +116,12 @@ def write_st_teacher(
     dense: tuple[int, ...] = (),
     normalize: bool = True,
     prompts: dict[str, str] | None = None,
+    num_layers: int = 4,
     **st_kwargs,
 ) -> str:
     """Save a tiny random teacher of `family` as sentence-transformers saves a model: Transformer, Pooling, a Dense
-    layer per size in `dense`, Normalize, prompts. Decoders pad on the left, as Qwen3-Embedding does."""
+    layer per size in `dense`, Normalize, prompts; `num_layers` deep. Decoders pad on the left, as Qwen3-Embedding
+    does."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
@@ -129,7 +131,12 @@ def write_st_teacher(
     vocab = backbone / "vocab.txt"
     vocab.write_text("\n".join(SPECIAL + WORDS) + "\n")
     tokenizer = BertTokenizer(str(vocab), padding_side="left" if family in ("qwen3", "gemma3") else "right")
-    AutoModel.from_config(FAMILIES[family](len(SPECIAL) + len(WORDS))).save_pretrained(backbone)
+    config = FAMILIES[family](len(SPECIAL) + len(WORDS))
+    if num_layers != 4:
+        config.num_hidden_layers = num_layers
+        if getattr(config, "layer_types", None):
+            config.layer_types = [ALTERNATING[i % 2] for i in range(num_layers)]
+    AutoModel.from_config(config).save_pretrained(backbone)
     tokenizer.save_pretrained(backbone)
     modules = [Transformer(str(backbone), max_seq_length=48), Pooling(32, pooling_mode=pooling)]
     for size in dense:
@@ -137,6 +144,28 @@ def write_st_teacher(
     model = SentenceTransformer(modules=modules + ([Normalize()] if normalize else []), prompts=prompts, **st_kwargs)
     model.save(str(path / "teacher"))
     return str(path / "teacher")
+
+
+GEMMA_PROMPTS = {"query": "task: search result | query: ", "document": "title: none | text: "}
+TEACHERS = {  # (family, pooling, Dense sizes, prompts): every pooling mode and head shape on some family
+    "bert-e5-prompts": ("bert", "mean", (), E5_PROMPTS),
+    "bert-dense": ("bert", "cls", (16,), None),
+    "bert-two-dense-max": ("bert", "max", (24, 16), None),
+    "xlm-roberta-weightedmean": ("xlm-roberta", "weightedmean", (), E5_PROMPTS),
+    "distilbert-mean-sqrt-len": ("distilbert", "mean_sqrt_len_tokens", (), None),
+    "modernbert": ("modernbert", "mean", (), {"query": "search_query: ", "document": "search_document: "}),
+    "qwen3-lasttoken-instruction": ("qwen3", "lasttoken", (), QWEN3_PROMPTS),
+    "gemma3-dense": ("gemma3", "mean", (48, 32), GEMMA_PROMPTS),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session", params=sorted(TEACHERS))
+def family_teacher(request, tmp_path_factory) -> tuple[str, str]:
+    """(name, path) of a tiny sentence-transformers teacher of each architecture family and head in `TEACHERS`."""
+    family, pooling, dense, prompts = TEACHERS[request.param]
+    return request.param, write_st_teacher(
+        tmp_path_factory.mktemp(request.param), family, pooling, dense, prompts=prompts
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from hfdistill.evaluation import (
     resolve_task,
     teacher_scores,
 )
-from tests.conftest import WORDS, run_script
+from tests.conftest import E5_PROMPTS, WORDS, run_script, write_st_teacher
 
 
 def write_beir(folder: Path, num_docs: int = 60, num_queries: int = 12, seed: int = 0) -> Path:
@@ -123,6 +123,34 @@ def test_encoder_routes_by_prompt_type(tiny_student, tmp_path):
     )
     torch.testing.assert_close(torch.from_numpy(as_query), tiny_student.encode_queries(texts))
     torch.testing.assert_close(torch.from_numpy(as_document), tiny_student.encode_documents(texts))
+
+
+def test_prompts_in_mteb_equal_sentence_transformers_own_evaluation(beir, tmp_path):
+    """With an e5-style prompted teacher, hfdistill's teacher score is mteb's score of the SentenceTransformer itself
+    (which applies the query and document prompts), and differs from the score without prompts."""
+    import mteb
+    from mteb.types import PromptType
+    from sentence_transformers import SentenceTransformer
+
+    from hfdistill import AsymmetricDualEncoder
+
+    teacher = write_st_teacher(tmp_path / "e5", "bert", prompts=E5_PROMPTS)
+    student = AsymmetricDualEncoder.from_teacher(teacher, [0, 3])
+    reference = SentenceTransformer(teacher, device="cpu")
+    texts = ["what is dense retrieval", "the cat"]
+    encoder = AsymmetricEncoder(student, "tiny", cache_dir=tmp_path / "cache")
+    as_document = encoder.encode(
+        [{"text": texts}], task_metadata=None, hf_split="test", hf_subset="default", prompt_type=PromptType.document
+    )
+    torch.testing.assert_close(
+        torch.from_numpy(as_document), reference.encode_document(texts, convert_to_tensor=True), atol=1e-5, rtol=0
+    )
+    ours = teacher_scores(student, LocalBeirRetrieval.from_folder(beir), tmp_path / "cache")
+    plain = mteb.evaluate(reference, LocalBeirRetrieval.from_folder(beir), cache=None)
+    assert ours["ndcg_at_10"] == pytest.approx(plain.task_results[0].scores["test"][0]["ndcg_at_10"], abs=1e-6)
+    student.config.query_prompt = student.config.document_prompt = ""
+    unprompted = teacher_scores(student, LocalBeirRetrieval.from_folder(beir), tmp_path / "cache")
+    assert unprompted["ndcg_at_10"] != pytest.approx(ours["ndcg_at_10"], abs=1e-6)
 
 
 def test_bad_inputs(tiny_teacher, beir, tmp_path):

@@ -9,29 +9,10 @@ from transformers import AutoModel
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.modeling_asymmetric import layer_stack, student_state_dict
-from tests.conftest import E5_PROMPTS, QWEN3_PROMPTS, SAVED_FILES, write_st_teacher
+from tests.conftest import SAVED_FILES, TEACHERS, write_st_teacher
 
 TEXTS = ["what is dense retrieval", "the cat of the city", "how to search a big index fast"]
 LONG_TEXTS = [*TEXTS, "why does the river of the big city run fast to the sun and the moon"]  # past the windows
-GEMMA_PROMPTS = {"query": "task: search result | query: ", "document": "title: none | text: "}
-TEACHERS = {  # (family, pooling, Dense sizes, prompts): every pooling mode and head shape on some family
-    "bert-e5-prompts": ("bert", "mean", (), E5_PROMPTS),
-    "bert-dense": ("bert", "cls", (16,), None),
-    "bert-two-dense-max": ("bert", "max", (24, 16), None),
-    "xlm-roberta-weightedmean": ("xlm-roberta", "weightedmean", (), E5_PROMPTS),
-    "distilbert-mean-sqrt-len": ("distilbert", "mean_sqrt_len_tokens", (), None),
-    "modernbert": ("modernbert", "mean", (), {"query": "search_query: ", "document": "search_document: "}),
-    "qwen3-lasttoken-instruction": ("qwen3", "lasttoken", (), QWEN3_PROMPTS),
-    "gemma3-dense": ("gemma3", "mean", (48, 32), GEMMA_PROMPTS),
-}  # fmt: skip
-
-
-@pytest.fixture(scope="module", params=sorted(TEACHERS))
-def family_teacher(request, tmp_path_factory) -> tuple[str, str]:
-    family, pooling, dense, prompts = TEACHERS[request.param]
-    return request.param, write_st_teacher(
-        tmp_path_factory.mktemp(request.param), family, pooling, dense, prompts=prompts
-    )
 
 
 def test_every_family_is_read_exactly_as_sentence_transformers_reads_it(family_teacher):
@@ -75,6 +56,56 @@ def test_dropping_layers_is_exact(family_teacher, layers):
             hook.remove()
     torch.testing.assert_close(model.encode_queries(LONG_TEXTS), want, atol=1e-6, rtol=1e-6)
     assert (model.encode_teacher_queries(LONG_TEXTS) - want).abs().max() > 1e-4  # the dropped layers mattered
+
+
+@pytest.mark.parametrize("name", ["bert-dense", "qwen3-lasttoken-instruction", "modernbert"])
+def test_prompted_and_dense_students_round_trip_without_hfdistill(name, tmp_path_factory, tmp_path):
+    """A student with a Dense head / a decoder with an instruction prompt: saved, loaded by transformers alone with
+    trust_remote_code, and viewed as a SentenceTransformer, it gives the same embeddings."""
+    family, pooling, dense, prompts = TEACHERS[name]
+    teacher = write_st_teacher(tmp_path_factory.mktemp(name), family, pooling, dense, prompts=prompts)
+    student = AsymmetricDualEncoder.from_teacher(teacher, [0, 3])
+    with torch.no_grad():
+        for parameter in student.query_parameters():
+            parameter.add_(0.05)
+    student.save_pretrained(tmp_path / "student")
+    reference = {"q": student.encode_queries(LONG_TEXTS), "d": student.encode_documents(LONG_TEXTS)}
+    torch.save(reference, tmp_path / "ref.pt")
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(tmp_path / "student")!r}, trust_remote_code=True)
+        assert "hfdistill" not in sys.modules, "hfdistill was imported"
+        ref = torch.load({str(tmp_path / "ref.pt")!r})
+        torch.testing.assert_close(model.encode_queries({LONG_TEXTS!r}), ref["q"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.encode_documents({LONG_TEXTS!r}), ref["d"], atol=1e-5, rtol=0)
+        print("OK")
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL
+    )
+    assert result.stdout.strip().endswith("OK"), result.stderr[-3000:]
+    view = student.to_sentence_transformer()
+    torch.testing.assert_close(
+        view.encode_query(LONG_TEXTS, convert_to_tensor=True), reference["q"], atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        view.encode_document(LONG_TEXTS, convert_to_tensor=True), reference["d"], atol=1e-5, rtol=0
+    )
+
+
+def test_prompt_free_student_reads_raw_queries(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    family, pooling, dense, prompts = TEACHERS["qwen3-lasttoken-instruction"]
+    teacher = write_st_teacher(tmp_path, family, pooling, dense, prompts=prompts)
+    full = AsymmetricDualEncoder.from_teacher(teacher, "first", 4, student_query_prompt="")
+    raw = SentenceTransformer(teacher, device="cpu").encode(LONG_TEXTS, convert_to_tensor=True)  # no prompt
+    torch.testing.assert_close(full.encode_queries(LONG_TEXTS), raw, atol=1e-5, rtol=1e-5)
+    prompted = full.tokenize_queries(LONG_TEXTS)["input_ids"]
+    assert prompted == full.tokenizer(LONG_TEXTS)["input_ids"]  # the student's inputs hold no prompt tokens
+    assert (full.encode_teacher_queries(LONG_TEXTS) - raw).abs().max() > 1e-3  # the teacher's targets keep it
+    assert full.to_sentence_transformer().prompts["query"] == ""
 
 
 def test_student_starts_from_the_chosen_teacher_layers(tiny_student):

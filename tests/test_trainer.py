@@ -4,6 +4,7 @@ import torch
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.data import QueryAlignmentDataset
 from hfdistill.losses import in_batch_ranking_loss
+from hfdistill.modeling_asymmetric import layer_stack
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import AlignmentTrainingArguments
 
@@ -31,9 +32,9 @@ def make_datasets(model, queries):
     """Held-out split of the queries, after knocking the student off its (already close) teacher initialisation."""
     torch.manual_seed(0)
     with torch.no_grad():
-        for p in model.query_encoder.encoder.parameters():
+        for p in layer_stack(model.query_encoder).parameters():
             p.add_(torch.randn_like(p) * 0.3)
-    targets = model.encode_documents(queries)
+    targets = model.encode_teacher_queries(queries)
     return (
         QueryAlignmentDataset(queries[:240], targets[:240], model),
         QueryAlignmentDataset(queries[240:], targets[240:], model),
@@ -62,6 +63,21 @@ def test_training_aligns_student_and_leaves_teacher_untouched(tiny_student, quer
     reloaded = AsymmetricDualEncoder.from_pretrained(tmp_path / "run")
     torch.testing.assert_close(reloaded.encode_queries(queries[:5]), tiny_student.encode_queries(queries[:5]))
     assert (tmp_path / "run" / "checkpoint-12" / "modeling_asymmetric.py").is_file()
+
+
+def test_short_distillation_lowers_the_loss_for_every_family(family_teacher, queries, tmp_path):
+    name, teacher = family_teacher
+    prompt_free = {"student_query_prompt": ""} if name.startswith("qwen3") else {}
+    model = AsymmetricDualEncoder.from_teacher(teacher, [0, 3], **prompt_free)
+    train, held_out = make_datasets(model, queries)
+    trainer = EmbeddingAlignmentTrainer(
+        model, make_args(tmp_path, save_strategy="no"), train_dataset=train, eval_dataset=held_out
+    )
+    before = trainer.evaluate()
+    trainer.train()
+    assert trainer.evaluate()["eval_loss"] < 0.9 * before["eval_loss"]
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in model.query_parameters()}  # the student's Dense layers train too
 
 
 def test_eval_cosine_matches_direct_computation(tiny_student, queries, tmp_path):
