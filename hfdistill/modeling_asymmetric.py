@@ -18,13 +18,14 @@ from sentence_transformers.sentence_transformer.modules import Dense, Normalize,
 from sentence_transformers.util import import_from_string
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 from transformers.utils.logging import tqdm
 
 from .configuration_asymmetric import AsymmetricDualEncoderConfig, layer_settings
 
 LAYER_STACKS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers")  # BERT/MPNet/XLM-R, DistilBERT,
 # ModernBERT and decoders (Qwen3, Gemma3), others
+logger = logging.get_logger(__name__)
 _TOKENIZER_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "trust_remote_code")
 
 
@@ -91,7 +92,9 @@ def _encoder(config: AsymmetricDualEncoderConfig, student: bool) -> PreTrainedMo
     """The teacher's architecture without its pooler; for the student, only the kept layers, each built as the
     teacher builds it (ModernBERT's first layer differs from the others), with their per-layer settings."""
     architecture = copy.deepcopy(config.teacher_config) if student else config.teacher_config
-    encoder = AutoModel.from_config(architecture, trust_remote_code=bool(getattr(architecture, "auto_map", None)))
+    encoder = AutoModel.from_config(  # float32 whatever the checkpoint's dtype: the student trains in it
+        architecture, dtype=torch.float32, trust_remote_code=bool(getattr(architecture, "auto_map", None))
+    )
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None  # sentence embeddings pool token states, and an unused layer would upset DDP
     stack = layer_stack(encoder)
@@ -312,6 +315,12 @@ class AsymmetricDualEncoder(PreTrainedModel):
         hub_kwargs = {k: kwargs[k] for k in _TOKENIZER_KWARGS if k in kwargs}
         hub_kwargs["revision"] = config.teacher_revision
         teacher_model = AutoModel.from_pretrained(teacher, **hub_kwargs)
+        if teacher_model.dtype != torch.float32:
+            logger.warning(
+                "Teacher %r is stored in %s; hfdistill computes it in float32, where sentence-transformers computes "
+                "it in %s, so their embeddings differ by that rounding. `model.to(%s)` computes as it does.",
+                teacher, teacher_model.dtype, teacher_model.dtype, teacher_model.dtype,
+            )  # fmt: skip
         model = cls(config)
         teacher_state = {k: v for k, v in teacher_model.state_dict().items() if not k.startswith("pooler.")}
         model.document_encoder.load_state_dict(teacher_state)

@@ -1,0 +1,62 @@
+"""Query speed of students of a large teacher, with random weights of its shape: with the teacher's query prompt and
+prompt-free, each measured side by side with the teacher on the same queries.
+
+python recipes/benchmark_shape.py --teacher_config recipes/configs/shapes/qwen3-embedding-0.6b.json \
+    --tokenizer sentence-transformers/all-MiniLM-L6-v2 --student_layers 0 27 --pooling lasttoken --padding_side left \
+    --query_prompt $'Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:' \
+    --batch_sizes 1 32 --repeats 3 --threads 2 --output_dir out/qwen3-shape
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hfdistill.benchmark import measure_speed, random_student
+from hfdistill.cli import parse_args
+from hfdistill.data import load_queries
+
+
+@dataclass
+class ShapeArguments:
+    teacher_config: str = field(metadata={"help": "config.json (or folder, Hub id) of the teacher's architecture."})
+    tokenizer: str = field(metadata={"help": "Tokenizer (a stand-in with a similar token count per query will do)."})
+    student_layers: list[int] = field(metadata={"help": "Teacher layers the student keeps, e.g. `0 27`."})
+    pooling: str = field(default="mean", metadata={"help": "The teacher's pooling (e.g. lasttoken for decoders)."})
+    padding_side: str = field(default="right", metadata={"help": "left for decoder embedders."})
+    query_prompt: str = field(default="", metadata={"help": "The teacher's query prompt."})
+    queries: str = field(
+        default="../shared/data/msmarco/queries.dev.small.tsv.gz", metadata={"help": "Queries (qid<TAB>text)."}
+    )
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's choice)."})
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"help": "Batch sizes."})
+    repeats: int = field(default=3, metadata={"help": "Timed passes per batch size (median reported)."})
+    latency_queries: int = field(default=50, metadata={"help": "Queries timed one by one for batch-1 latency."})
+    output_dir: str = field(default="out/shape-benchmark", metadata={"help": "Where shape_speed_results.json goes."})
+
+
+def main(args: ShapeArguments) -> dict:
+    model = random_student(
+        args.teacher_config, args.tokenizer, args.student_layers, args.pooling, args.query_prompt, args.padding_side
+    )
+    queries = load_queries(args.queries)
+    results = {}
+    for name, student_prompt in (("prompted", None), ("prompt_free", "")):
+        model.config.student_query_prompt = student_prompt
+        tokens = [len(ids) for ids in model.tokenize_queries(queries[:1000])["input_ids"]]
+        run = measure_speed(model, queries, tuple(args.batch_sizes), args.repeats, args.threads, args.latency_queries)
+        results[name] = {**run, "mean_student_tokens": sum(tokens) / len(tokens)}
+        ratios = ", ".join(f"batch {bs}: {r:.2f}x" for bs, r in run["speedup"]["throughput"].items())
+        mean_tokens = results[name]["mean_student_tokens"]
+        latency = run["speedup"]["latency_p50"]
+        print(f"{name} student {args.student_layers} ({mean_tokens:.1f} tokens/query): {ratios}; p50 {latency:.2f}x")
+        for batch_size, row in run["throughput_qps"].items():
+            print(f"  batch {batch_size}: teacher {row['teacher']:.2f} q/s, student {row['student']:.2f} q/s")
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(args.output_dir) / "shape_speed_results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    main(*parse_args((ShapeArguments,)))
