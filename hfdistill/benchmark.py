@@ -104,3 +104,17 @@ def measure_speed(
         "latency_batch1": latency,
         "speedup": speedups(throughput, latency),
     }
+
+
+def format_speed(results: dict) -> str:
+    """A terminal table of `measure_speed`'s results: queries/s per batch size, the ratios, batch-1 latency."""
+    lines = [f"{'batch':>6}{'teacher q/s':>14}{'student q/s':>14}{'speed-up':>10}"]
+    for batch_size, row in results["throughput_qps"].items():
+        ratio = results["speedup"]["throughput"][batch_size]
+        lines.append(f"{batch_size:>6}{row['teacher']:>14.1f}{row['student']:>14.1f}{ratio:>9.2f}x")
+    latency = results["latency_batch1"]
+    lines.append(
+        f"batch-1 latency p50: teacher {latency['teacher']['p50_ms']:.2f} ms, student "
+        f"{latency['student']['p50_ms']:.2f} ms ({results['speedup']['latency_p50']:.2f}x lower)"
+    )
+    return "\n".join(lines)

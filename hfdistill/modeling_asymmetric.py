@@ -312,6 +312,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         checks them before any weights are loaded.
         """
         config = AsymmetricDualEncoderConfig.from_teacher(teacher, student_layers, num_student_layers, **kwargs)
+        model = cls(config)  # an architecture without a known layer stack fails here, before the download
         hub_kwargs = {k: kwargs[k] for k in _TOKENIZER_KWARGS if k in kwargs}
         hub_kwargs["revision"] = config.teacher_revision
         teacher_model = AutoModel.from_pretrained(teacher, **hub_kwargs)
@@ -321,7 +322,6 @@ class AsymmetricDualEncoder(PreTrainedModel):
                 "it in %s, so their embeddings differ by that rounding. `model.to(%s)` computes as it does.",
                 teacher, teacher_model.dtype, teacher_model.dtype, teacher_model.dtype,
             )  # fmt: skip
-        model = cls(config)
         teacher_state = {k: v for k, v in teacher_model.state_dict().items() if not k.startswith("pooler.")}
         model.document_encoder.load_state_dict(teacher_state)
         stack_path = layer_stack_path(model.document_encoder)

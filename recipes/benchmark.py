@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfdistill.benchmark import measure_speed
+from hfdistill.benchmark import format_speed, measure_speed
 from hfdistill.cli import parse_args
 from hfdistill.data import load_queries
 from hfdistill.evaluation import load_student
@@ -33,15 +33,7 @@ def main(args: BenchmarkArguments) -> dict:
     results = measure_speed(model, queries, tuple(args.batch_sizes), args.repeats, args.threads)
     results["model"] = args.model
     print(f"{args.model} vs {results['teacher']} on {results['device']}, {results['threads']} threads")
-    print(f"{'batch':>6}{'teacher q/s':>14}{'student q/s':>14}{'speed-up':>10}")
-    for batch_size, row in results["throughput_qps"].items():
-        ratio = results["speedup"]["throughput"][batch_size]
-        print(f"{batch_size:>6}{row['teacher']:>14.1f}{row['student']:>14.1f}{ratio:>9.2f}x")
-    latency = results["latency_batch1"]
-    print(
-        f"batch-1 latency p50: teacher {latency['teacher']['p50_ms']:.2f} ms, student "
-        f"{latency['student']['p50_ms']:.2f} ms ({results['speedup']['latency_p50']:.2f}x lower)"
-    )
+    print(format_speed(results))
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.output_dir) / "speed_results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfdistill.benchmark import measure_speed, random_student
+from hfdistill.benchmark import format_speed, measure_speed, random_student
 from hfdistill.cli import parse_args
 from hfdistill.data import load_queries
 
@@ -46,12 +46,8 @@ def main(args: ShapeArguments) -> dict:
         tokens = [len(ids) for ids in model.tokenize_queries(queries[:1000])["input_ids"]]
         run = measure_speed(model, queries, tuple(args.batch_sizes), args.repeats, args.threads, args.latency_queries)
         results[name] = {**run, "mean_student_tokens": sum(tokens) / len(tokens)}
-        ratios = ", ".join(f"batch {bs}: {r:.2f}x" for bs, r in run["speedup"]["throughput"].items())
-        mean_tokens = results[name]["mean_student_tokens"]
-        latency = run["speedup"]["latency_p50"]
-        print(f"{name} student {args.student_layers} ({mean_tokens:.1f} tokens/query): {ratios}; p50 {latency:.2f}x")
-        for batch_size, row in run["throughput_qps"].items():
-            print(f"  batch {batch_size}: teacher {row['teacher']:.2f} q/s, student {row['student']:.2f} q/s")
+        print(f"{name} student {args.student_layers}, {results[name]['mean_student_tokens']:.1f} tokens per query:")
+        print(format_speed(run))
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.output_dir) / "shape_speed_results.json").write_text(json.dumps(results, indent=2))
     return results

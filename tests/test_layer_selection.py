@@ -114,6 +114,25 @@ def test_ranking_restores_the_model(tiny_student, queries, tmp_path):
         rank_layer_sets(tiny_student, [], 1, tmp_path)
 
 
+def test_ranking_a_decoder_scores_each_set_as_its_student(tmp_path, queries):
+    """On Qwen3 (per-layer attention types, a layer count the model reads on each forward) a candidate scores what
+    the student of those layers computes, and the model is restored."""
+    from hfdistill import AsymmetricDualEncoder
+    from tests.conftest import QWEN3_PROMPTS, write_st_teacher
+
+    teacher = write_st_teacher(tmp_path / "qwen3", "qwen3", "lasttoken", prompts=QWEN3_PROMPTS)
+    model = AsymmetricDualEncoder.from_teacher(teacher, [0, 3])
+    before = model.encode_queries(queries[:5])
+    ranked = {tuple(c["layers"]): c["cosine"] for c in rank_layer_sets(model, queries[:20], 2, tmp_path / "cache")}
+    torch.testing.assert_close(model.encode_queries(queries[:5]), before)
+    for layers in ([1, 2], [0, 3]):
+        student = AsymmetricDualEncoder.from_teacher(teacher, layers)
+        cosine = torch.nn.functional.cosine_similarity(
+            student.encode_queries(queries[:20]), student.encode_teacher_queries(queries[:20])
+        )
+        assert ranked[tuple(layers)] == pytest.approx(cosine.mean().item(), abs=1e-5)
+
+
 @pytest.mark.parametrize(
     "option, trials",
     [

@@ -6,7 +6,7 @@ from huggingface_hub import ModelCard
 
 from hfdistill.hub import stage_for_hub
 from hfdistill.model_card import build_model_card, write_model_card
-from tests.conftest import run_script
+from tests.conftest import E5_PROMPTS, run_script, write_st_teacher
 
 EVAL = {
     "teacher": "t",
@@ -53,6 +53,24 @@ def test_card_from_facts_round_trips(tiny_student, tiny_teacher, tmp_path):
     assert card.data.datasets == ["org/queries"]
     (result,) = card.data.eval_results
     assert (result.dataset_name, result.metric_type, result.metric_value) == ("scifact", "ndcg_at_10", 0.54)
+
+
+@pytest.mark.parametrize(
+    "student_prompt, sentence",
+    [
+        (None, "The student reads queries with the same prompt"),
+        ("", "The student is **prompt-free**: it reads raw queries"),
+    ],
+)
+def test_card_names_the_head_and_the_prompts(tmp_path, student_prompt, sentence):
+    from hfdistill import AsymmetricDualEncoder
+
+    teacher = write_st_teacher(tmp_path / "e5", "bert", dense=(16,), prompts=E5_PROMPTS)
+    student = AsymmetricDualEncoder.from_teacher(teacher, [0, 3], student_query_prompt=student_prompt)
+    text = write_model_card(student, tmp_path, "me/tiny").read_text()
+    assert "head (mean pooling, Dense 32 -> 16 (Tanh), L2 normalization)" in text
+    assert 'encodes queries as `"query: "` + query and documents as `"passage: "` + document' in text
+    assert sentence in text
 
 
 @pytest.mark.parametrize(

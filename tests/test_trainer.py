@@ -80,6 +80,12 @@ def test_short_distillation_lowers_the_loss_for_every_family(family_teacher, que
     assert optimized == {id(p) for p in model.query_parameters()}  # the student's Dense layers train too
 
 
+def test_hints_need_the_student_to_read_the_teachers_prompt(tiny_teacher, tmp_path):
+    model = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3], query_prompt="query ", student_query_prompt="")
+    with pytest.raises(ValueError, match="student must read the teacher's query prompt 'query ', not ''"):
+        EmbeddingAlignmentTrainer(model, make_args(tmp_path, hint_weight=1.0))
+
+
 def test_eval_cosine_matches_direct_computation(tiny_student, queries, tmp_path):
     train, held_out = make_datasets(tiny_student, queries)
     trainer = EmbeddingAlignmentTrainer(tiny_student, make_args(tmp_path), train_dataset=train, eval_dataset=held_out)
