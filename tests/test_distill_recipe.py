@@ -8,7 +8,7 @@ import torch
 from safetensors import safe_open
 
 from hfdistill import AsymmetricDualEncoder
-from tests.conftest import run_script, tiny_distill_args
+from tests.conftest import QWEN3_PROMPTS, run_script, tiny_distill_args, write_st_teacher
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -90,3 +90,29 @@ def test_joined_and_vocabulary_queries_are_added_examples_not_counted_as_queries
     card = (out / "README.md").read_text()
     assert "plus 50% as many examples of 2 to 3 of them joined" in card
     assert "plus 25% as many pseudo-queries of tokens drawn uniformly from the teacher's vocabulary" in card
+
+
+def test_prompt_free_decoder_student_from_the_recipe(queries, tmp_path):
+    """A Qwen3-style teacher with an instruction prompt: targets with the prompt, a student on raw queries."""
+    teacher = write_st_teacher(tmp_path / "qwen3", "qwen3", "lasttoken", prompts=QWEN3_PROMPTS)
+    out = tmp_path / "prompt-free"
+    run_script(tiny_distill_args(teacher, queries, tmp_path, batch_size=16)
+               + ["--student_query_prompt", "", "--max_steps", "4", "--learning_rate", "5e-3",
+                  "--output_dir", str(out), "--save_strategy", "no", "--use_cpu", "true"], ENV)  # fmt: skip
+    untrained = json.loads((out / "untrained_results.json").read_text())
+    trained = json.loads((out / "alignment_results.json").read_text())
+    assert trained["eval_loss"] < untrained["untrained_loss"]
+    model = AsymmetricDualEncoder.from_pretrained(out)
+    assert (model.config.query_prompt, model.config.student_prompt) == (QWEN3_PROMPTS["query"], "")
+    assert model.tokenizer.padding_side == "left" and model.config.pooling_mode == "lasttoken"
+    assert "The student is **prompt-free**" in (out / "README.md").read_text()
+
+
+def test_a_prompt_the_teacher_lacks_fails_before_the_queries_load(tmp_path):
+    teacher = write_st_teacher(tmp_path / "e5", "bert", prompts={"query": "query: "})
+    result = run_script(["recipes/distill.py", "--teacher", teacher, "--query_prompt_name", "search_query",
+                         "--train_queries", str(tmp_path / "missing.tsv"), "--output_dir", str(tmp_path / "out"),
+                         "--report_to", "none"], ENV, check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "The teacher has no prompt named 'search_query'; its prompts are ['document', 'query']" in result.stderr
+    assert "missing.tsv" not in result.stderr and not (tmp_path / "out").exists()
