@@ -31,14 +31,12 @@ class PushError(RuntimeError):
     """A push that cannot succeed as asked; the message says how to fix it."""
 
 
-def stage_for_hub(model: AsymmetricDualEncoder, model_dir: str | Path, staging: Path, repo_id: str, st: bool) -> None:
-    """Copy what a Hub repo needs into `staging`: the student, its results, a sentence-transformers view, a card."""
-    model_dir = Path(model_dir)
-    for path in model_dir.iterdir():
-        if path.is_file() and not path.name.endswith((".bin", ".pt", ".pth")):
-            shutil.copy2(path, staging / path.name)
-    if st:
-        model.to_sentence_transformer().save_pretrained(str(staging))
+def stage_for_hub(model: AsymmetricDualEncoder, model_dir: str | Path, staging: Path, repo_id: str) -> None:
+    """Copy what a Hub repo needs into `staging`: the saved student (its one layout serves transformers and
+    sentence-transformers), its results and a card; no checkpoints or training state."""
+    shutil.copytree(
+        model_dir, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint-*", "*.bin", "*.pt", "*.pth")
+    )
     write_model_card(model, staging, repo_id)
 
 
@@ -84,17 +82,12 @@ def push_folder(
 
 
 def push_to_hub(
-    model_dir: str | Path,
-    repo_id: str,
-    private: bool = False,
-    revision: str | None = None,
-    sentence_transformers: bool = True,
-    **push_kwargs,
+    model_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None, **push_kwargs
 ) -> str:
     """Publish the student saved in `model_dir`: weights, config, tokenizer, code, card, results in one commit."""
     from .evaluation import load_student
 
     model = load_student(str(model_dir))
     with tempfile.TemporaryDirectory() as staging:
-        stage_for_hub(model, model_dir, Path(staging), repo_id, sentence_transformers)
+        stage_for_hub(model, model_dir, Path(staging), repo_id)
         return push_folder(staging, repo_id, private=private, revision=revision, **push_kwargs)

@@ -9,16 +9,20 @@ it for `trust_remote_code` loading.
 
 import copy
 import inspect
+import json
 import re
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
 from sentence_transformers.util import import_from_string
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
-from transformers.utils import ModelOutput, logging
+from transformers.dynamic_module_utils import custom_object_save
+from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput, cached_file, logging
 from transformers.utils.logging import tqdm
 
 from .configuration_asymmetric import AsymmetricDualEncoderConfig, layer_settings
@@ -26,7 +30,13 @@ from .configuration_asymmetric import AsymmetricDualEncoderConfig, layer_setting
 LAYER_STACKS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers")  # BERT/MPNet/XLM-R, DistilBERT,
 # ModernBERT and decoders (Qwen3, Gemma3), others
 logger = logging.get_logger(__name__)
-_TOKENIZER_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "trust_remote_code")
+ROUTES_FILE = "router_config.json"  # sentence-transformers' Router: where a saved student's weights are
+_HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
+_TOKENIZER_KWARGS = (*_HUB_KWARGS, "trust_remote_code")
+
+
+class NotExpressibleError(ValueError):
+    """The student has no sentence-transformers form (its encoder is not a plain model of its config)."""
 
 
 @dataclass
@@ -267,7 +277,22 @@ class AsymmetricDualEncoder(PreTrainedModel):
             def route(name: str, encoder: nn.Module, head: nn.ModuleList, projection: nn.Linear | None) -> list:
                 encoder.save_pretrained(f"{tmp}/{name}")
                 self.tokenizer.save_pretrained(f"{tmp}/{name}")
-                modules = [Transformer(f"{tmp}/{name}", max_seq_length=self.config.max_length), *copy.deepcopy(head)]
+                verbosity = logging.get_verbosity()
+                logging.set_verbosity_error()  # the reload reports the pooler hfdistill drops as missing
+                try:
+                    transformer = Transformer(f"{tmp}/{name}", max_seq_length=self.config.max_length)
+                finally:
+                    logging.set_verbosity(verbosity)
+                if getattr(transformer.model, "pooler", None) is not None:
+                    transformer.model.pooler = None  # as in hfdistill's encoders: the views store no unused weights
+                rebuilt = set(transformer.model.state_dict())
+                if rebuilt != set(encoder.state_dict()):
+                    raise NotExpressibleError(
+                        f"The {name} encoder is not a plain {type(encoder).__name__} of its config (weights "
+                        f"{sorted(rebuilt ^ set(encoder.state_dict()))[:4]} differ), e.g. a ModernBERT student "
+                        "without the teacher's first layer: sentence-transformers cannot load it."
+                    )
+                modules = [transformer, *copy.deepcopy(head)]
                 if projection is not None:
                     dense = Dense(projection.in_features, projection.out_features, activation_function=nn.Identity())
                     dense.linear.load_state_dict(projection.state_dict())
@@ -286,18 +311,72 @@ class AsymmetricDualEncoder(PreTrainedModel):
             )
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
-        super().save_pretrained(save_directory, *args, **kwargs)
+        """Save one folder that is a sentence-transformers model and this transformers model, each tensor once.
+
+        The sentence-transformers files (`modules.json`, a `Router` whose `query_*` route holds the student and whose
+        `document_*` route holds the teacher, each with its weights, and the prompts) hold the weights; the root holds
+        this model's config, code and tokenizer, and `from_pretrained` reads the weights from the routes. A student
+        that sentence-transformers cannot express (a ModernBERT student without the teacher's first layer) is saved as
+        a transformers model only, with a warning. Other keyword arguments (`state_dict`, `safe_serialization`, as
+        `Trainer` passes them) then go to `PreTrainedModel.save_pretrained`.
+        """
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        try:
+            view = self.to_sentence_transformer()
+        except NotExpressibleError as error:
+            logger.warning("Saving %s for transformers only: %s", save_directory, error)
+            (save_directory / ROUTES_FILE).unlink(missing_ok=True)  # a stale layout would shadow these weights
+            super().save_pretrained(save_directory, *args, **kwargs)
+        else:
+            view.save(str(save_directory), create_model_card=False)
+            (save_directory / SAFE_WEIGHTS_NAME).unlink(missing_ok=True)
+            if self._auto_class is not None:
+                custom_object_save(self, save_directory, config=self.config)
+            self.config.save_pretrained(save_directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
 
+    def _load_routes(self, path: str, structure: dict, hub_kwargs: dict) -> None:
+        """Fill the encoders, heads and projection from the sentence-transformers route folders."""
+
+        def weights(folder: str) -> dict[str, torch.Tensor]:
+            return load_file(cached_file(path, f"{folder}/{SAFE_WEIGHTS_NAME}", **hub_kwargs))
+
+        projection = [self.query_projection] if self.query_projection is not None else []
+        routes = {
+            "query": (self.query_encoder, [*self.query_head, *projection]),
+            "document": (self.document_encoder, list(self.document_head)),
+        }
+        for side, (encoder, modules) in routes.items():
+            transformer, *folders = structure[side]
+            encoder.load_state_dict(weights(transformer))
+            for folder, module in zip(folders, modules):
+                if next(module.parameters(), None) is None:
+                    continue
+                state = weights(folder)
+                if isinstance(module, nn.Linear):  # the projection, saved as a Dense module
+                    state = {key.removeprefix("linear."): value for key, value in state.items()}
+                module.load_state_dict(state)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "AsymmetricDualEncoder":
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        path = str(pretrained_model_name_or_path)
+        hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+        routes = cached_file(path, ROUTES_FILE, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        if routes is None:  # saved for transformers only
+            model = super().from_pretrained(path, *model_args, **kwargs)
+        else:
+            config = kwargs.get("config")
+            if not isinstance(config, AsymmetricDualEncoderConfig):
+                config = AsymmetricDualEncoderConfig.from_pretrained(path, **hub_kwargs)
+            model = cls(config)
+            with open(routes, encoding="utf-8") as f:
+                model._load_routes(path, json.load(f)["structure"], hub_kwargs)
+            model.eval()
         tokenizer_kwargs = {k: kwargs[k] for k in _TOKENIZER_KWARGS if k in kwargs}
         # Passing the teacher's config keeps AutoTokenizer from resolving (and asking to trust) the custom config.
-        model.tokenizer = AutoTokenizer.from_pretrained(
-            pretrained_model_name_or_path, config=model.config.teacher_config, **tokenizer_kwargs
-        )
+        model.tokenizer = AutoTokenizer.from_pretrained(path, config=model.config.teacher_config, **tokenizer_kwargs)
         model.freeze_document_encoder()
         return model
 

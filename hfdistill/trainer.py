@@ -11,8 +11,10 @@ from .data import AlignmentCollator
 from .evaluation import RetrievalEvaluator
 from .losses import alignment_loss, hint_loss, in_batch_ranking_loss
 from .model_card import write_model_card
-from .modeling_asymmetric import AsymmetricDualEncoder, AsymmetricEncoderOutput
+from .modeling_asymmetric import ROUTES_FILE, AsymmetricDualEncoder, AsymmetricEncoderOutput
 from .training_args import AlignmentTrainingArguments
+
+TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*", "trainer_state.json", "training_args.bin")
 
 
 def alignment_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -104,10 +106,27 @@ class EmbeddingAlignmentTrainer(Trainer):
             model = self.accelerator.unwrap_model(self.model)
             write_model_card(model, self.args.output_dir, getattr(self, "hub_model_id", None))
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Checkpoints hold the student's layout (weights in the sentence-transformers route folders): read it back."""
+        if not Path(resume_from_checkpoint, ROUTES_FILE).is_file():
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        target = self.accelerator.unwrap_model(model or self.model)
+        target.load_state_dict(type(target).from_pretrained(resume_from_checkpoint).state_dict())
+
+    def _load_best_model(self) -> None:
+        if not Path(self.state.best_model_checkpoint, ROUTES_FILE).is_file():
+            return super()._load_best_model()
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
+
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        """Checkpoint pushes copy only weights and config: add the custom code files and the card."""
+        """Checkpoint pushes copy only a root weights file and config: copy the whole student layout (route folders,
+        code) instead, then add the card."""
         if self.is_world_process_zero():
-            for code in Path(checkpoint_folder).glob("*.py"):
-                shutil.copy(code, self.args.output_dir)
+            shutil.copytree(
+                checkpoint_folder,
+                self.args.output_dir,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns(*TRAINER_FILES),
+            )
             self.create_model_card()
         super()._push_from_checkpoint(checkpoint_folder)

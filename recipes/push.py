@@ -17,11 +17,10 @@ class PushArguments:
     repo_id: str = field(metadata={"help": "Target repository, <user or org>/<name>."})
     private: bool = field(default=False, metadata={"help": "Create the repository as private."})
     revision: str | None = field(default=None, metadata={"help": "Branch to push to (created if missing)."})
-    sentence_transformers: bool = field(default=True, metadata={"help": "Also write a SentenceTransformer view."})
 
 
 def main(args: PushArguments) -> str:
-    url = push_to_hub(args.model, args.repo_id, args.private, args.revision, args.sentence_transformers)
+    url = push_to_hub(args.model, args.repo_id, args.private, args.revision)
     print(f"Pushed {args.model} to {args.repo_id}: {url}")
     return url
 

@@ -219,12 +219,14 @@ def real_queries() -> list[str]:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-SAVED_FILES = {
+SAVED_FILES = {  # the root of a saved student: transformers' config, code and tokenizer; sentence-transformers' files
     "config.json",
-    "model.safetensors",
     "configuration_asymmetric.py",
     "modeling_asymmetric.py",
     "tokenizer.json",
+    "modules.json",
+    "router_config.json",
+    "config_sentence_transformers.json",
 }
 
 

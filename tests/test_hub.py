@@ -9,11 +9,13 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
+from hfdistill import AsymmetricDualEncoder
 from tests.conftest import SAVED_FILES, run_script, tiny_distill_args
 from tests.hub_server import TOKEN, LocalHub
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["what is dense retrieval", "the cat of the city"]
+STUDENT_WEIGHTS = "query_0_Transformer/model.safetensors"
 
 
 @pytest.fixture
@@ -62,9 +64,14 @@ def test_push_then_download_gives_identical_embeddings(hub, saved_student, tmp_p
     assert "Pushed" in result.stdout and TOKEN not in result.stdout + result.stderr
     assert len(hub.commits) == 1  # one commit
     files = set(hub.commits[0]["files"])
-    assert SAVED_FILES | {"README.md", "modules.json"} <= files
+    assert SAVED_FILES | {"README.md"} <= files
     assert not any(name.endswith((".bin", ".pt")) for name in files)
     stored = hub.repos["tester/tiny-student"]["main"]["files"]
+    # a safetensors file is an 8-byte header length, the header, then the tensors' bytes
+    weights = [data for name, data in stored.items() if name.endswith(".safetensors")]
+    stored_bytes = sum(len(data) - 8 - int.from_bytes(data[:8], "little") for data in weights)
+    student = AsymmetricDualEncoder.from_pretrained(saved_student)
+    assert stored_bytes == sum(p.numel() * p.element_size() for p in student.state_dict().values())  # each once
     assert TOKEN.encode() not in b"".join(stored.values())
     card = stored["README.md"].decode()
     assert "asymmetric query encoder" in card and "base_model:" in card
@@ -88,14 +95,14 @@ def test_push_then_download_gives_identical_embeddings(hub, saved_student, tmp_p
 def test_push_to_a_branch(hub, saved_student, tmp_path):
     push(hub, tmp_path, saved_student, "tester/b", "--revision", "v1")
     assert hub.commits[-1]["revision"] == "v1"
-    assert "model.safetensors" in hub.repos["tester/b"]["v1"]["files"]
+    assert STUDENT_WEIGHTS in hub.repos["tester/b"]["v1"]["files"]
 
 
 def test_transient_server_errors_are_retried(hub, saved_student, tmp_path):
     hub.fail_commits = [500, 503]
     push(hub, tmp_path, saved_student, "tester/retry")
     assert sum(1 for method, path in hub.requests if path.endswith("/commit/main")) == 3
-    assert "model.safetensors" in hub.repos["tester/retry"]["main"]["files"]
+    assert STUDENT_WEIGHTS in hub.repos["tester/retry"]["main"]["files"]
 
 
 def test_failing_server_gives_a_clear_error_and_keeps_local_files(hub, saved_student, tmp_path):
@@ -119,7 +126,8 @@ def test_trainer_push_includes_code_and_card(hub, tiny_teacher, queries, tmp_pat
     run_script(distill + ["--max_steps", "4", "--save_steps", "2", "--output_dir", str(tmp_path / "run"),
                           "--push_to_hub", "--hub_model_id", "tester/trained"], hub_env(hub, tmp_path))  # fmt: skip
     files = hub.repos["tester/trained"]["main"]["files"]
-    assert {"modeling_asymmetric.py", "configuration_asymmetric.py", "model.safetensors", "README.md"} <= set(files)
+    assert {"modeling_asymmetric.py", "configuration_asymmetric.py", STUDENT_WEIGHTS, "README.md"} <= set(files)
+    assert {"modules.json", "router_config.json", "document_0_Transformer/model.safetensors"} <= set(files)
     checkpoint_commits = [c for c in hub.commits if c["header"]["summary"].startswith("Training in progress")]
     assert checkpoint_commits and all("modeling_asymmetric.py" in c["files"] for c in checkpoint_commits[:1])
     card = ModelCard(files["README.md"].decode())

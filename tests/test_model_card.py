@@ -109,7 +109,7 @@ def test_card_problems_never_raise(tiny_student, tmp_path):
 def test_usage_snippets_run(tiny_student, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
-    stage_for_hub(tiny_student, _saved(tiny_student, tmp_path), repo, str(repo), st=True)
+    stage_for_hub(tiny_student, _saved(tiny_student, tmp_path), repo, str(repo))
     snippets = re.findall(r"```python\n(.*?)```", (repo / "README.md").read_text(), re.DOTALL)
     assert len(snippets) == 3
     for snippet in snippets:

@@ -9,7 +9,7 @@ from transformers import AutoModel
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.modeling_asymmetric import layer_stack, student_state_dict
-from tests.conftest import SAVED_FILES, TEACHERS, write_st_teacher
+from tests.conftest import E5_PROMPTS, SAVED_FILES, TEACHERS, write_st_teacher
 
 TEXTS = ["what is dense retrieval", "the cat of the city", "how to search a big index fast"]
 LONG_TEXTS = [*TEXTS, "why does the river of the big city run fast to the sun and the moon"]  # past the windows
@@ -180,6 +180,61 @@ def test_save_load_round_trip(tiny_student, tmp_path):
     assert isinstance(loaded, AsymmetricDualEncoder)
     torch.testing.assert_close(loaded.encode_queries(TEXTS), tiny_student.encode_queries(TEXTS), atol=1e-5, rtol=0)
     torch.testing.assert_close(loaded.encode_documents(TEXTS), tiny_student.encode_documents(TEXTS), atol=1e-5, rtol=0)
+
+
+def test_saved_student_is_a_native_sentence_transformer_with_each_tensor_once(tmp_path):
+    """One folder: SentenceTransformer(path) in a fresh process routes queries to the student and documents to the
+    teacher with their prompts; the weights on disk are the two encoders' (and Dense heads'), once."""
+    from safetensors import safe_open
+
+    family, pooling, dense, prompts = TEACHERS["bert-dense"]
+    teacher = write_st_teacher(tmp_path / "teacher", family, pooling, dense, prompts=E5_PROMPTS)
+    student = AsymmetricDualEncoder.from_teacher(teacher, [0, 3], projection_dim=16)
+    with torch.no_grad():
+        for parameter in student.query_parameters():
+            parameter.add_(0.05)
+    student.save_pretrained(tmp_path / "student")
+    assert SAVED_FILES <= set(os.listdir(tmp_path / "student"))
+    assert not (tmp_path / "student" / "model.safetensors").exists()
+    stored = 0
+    for path in (tmp_path / "student").rglob("*.safetensors"):
+        with safe_open(path, "pt") as f:
+            stored += sum(f.get_tensor(key).numel() for key in f.keys())
+    assert stored == sum(p.numel() for p in student.state_dict().values())  # every tensor, once
+    torch.save({"q": student.encode_queries(LONG_TEXTS), "d": student.encode_documents(LONG_TEXTS)}, tmp_path / "r.pt")
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from sentence_transformers import SentenceTransformer
+        model = SentenceTransformer({str(tmp_path / "student")!r}, device="cpu")
+        assert "hfdistill" not in sys.modules, "hfdistill was imported"
+        assert model.prompts["query"] == "query: " and model.prompts["document"] == "passage: "
+        ref, texts = torch.load({str(tmp_path / "r.pt")!r}), {LONG_TEXTS!r}
+        torch.testing.assert_close(model.encode_query(texts, convert_to_tensor=True), ref["q"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.encode_document(texts, convert_to_tensor=True), ref["d"], atol=1e-5, rtol=0)
+        print("OK")
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL
+    )
+    assert result.stdout.strip().endswith("OK"), result.stderr[-3000:]
+    loaded = AutoModel.from_pretrained(tmp_path / "student")
+    torch.testing.assert_close(
+        loaded.encode_queries(LONG_TEXTS), student.encode_queries(LONG_TEXTS), atol=1e-6, rtol=0
+    )
+
+
+def test_student_sentence_transformers_cannot_express_is_saved_for_transformers(tmp_path, caplog):
+    family, pooling, dense, prompts = TEACHERS["modernbert"]
+    teacher = write_st_teacher(tmp_path / "teacher", family, pooling, dense, prompts=prompts)
+    student = AsymmetricDualEncoder.from_teacher(teacher, [1, 3])  # ModernBERT's layer 0 has no attention norm
+    student.save_pretrained(tmp_path / "student")
+    assert (tmp_path / "student" / "model.safetensors").exists()
+    assert not (tmp_path / "student" / "router_config.json").exists()
+    assert "Saving" in caplog.text and "for transformers only" in caplog.text and "attn_norm" in caplog.text
+    loaded = AsymmetricDualEncoder.from_pretrained(tmp_path / "student")
+    torch.testing.assert_close(
+        loaded.encode_queries(LONG_TEXTS), student.encode_queries(LONG_TEXTS), atol=1e-6, rtol=0
+    )
 
 
 def test_projection_is_identity_initialised(tiny_teacher):
