@@ -153,6 +153,22 @@ def test_prompts_in_mteb_equal_sentence_transformers_own_evaluation(beir, tmp_pa
     assert unprompted["ndcg_at_10"] != pytest.approx(ours["ndcg_at_10"], abs=1e-6)
 
 
+def test_mteb_scores_a_saved_student_loaded_as_a_sentence_transformer(beir, tmp_path):
+    """The saved folder is a SentenceTransformer for mteb: its score is the student's in hfdistill's report."""
+    import mteb
+    from sentence_transformers import SentenceTransformer
+
+    from hfdistill import AsymmetricDualEncoder
+
+    student = AsymmetricDualEncoder.from_teacher(write_st_teacher(tmp_path / "e5", "bert", prompts=E5_PROMPTS), [0, 3])
+    student.save_pretrained(tmp_path / "student")
+    task = LocalBeirRetrieval.from_folder(beir)
+    report = evaluate_student(student, "tiny", [task], tmp_path / "cache")
+    direct = mteb.evaluate(SentenceTransformer(str(tmp_path / "student"), device="cpu"), task, cache=None)
+    ndcg = direct.task_results[0].scores["test"][0]["ndcg_at_10"]
+    assert ndcg == pytest.approx(report["tasks"]["tinybeir"]["student"]["ndcg_at_10"], abs=1e-6)
+
+
 def test_bad_inputs(tiny_teacher, beir, tmp_path):
     with pytest.raises(ValueError, match="Unknown task 'nosuchtask'"):
         resolve_task("nosuchtask", tmp_path)
