@@ -85,3 +85,12 @@ def test_student_layers_auto_or_indices(tmp_path):
         parse_args(TYPES, ["--student_layers", "0", "top", "--output_dir", str(tmp_path / "out")])
     with pytest.raises(ValueError, match=r"selection_proxy 'loss'; choose one of \('cosine', 'neighbours', 'cka'\)"):
         parse_args(TYPES, ["--selection_proxy", "loss", "--output_dir", str(tmp_path / "out")])
+
+
+def test_usage_doc_lists_every_option_as_the_dataclasses_define_it():
+    from hfdistill.cli import options_reference
+
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    generated = usage.split('print(options_reference())" -->\n', 1)[1].split("<!-- end of generated options -->")[0]
+    assert generated == options_reference(), "regenerate docs/usage.md's options (see CONTRIBUTING.md)"
+    assert "| `--student_query_prompt` | `None` |" in generated and "| `--loss` | `'mse'` |" in generated
