@@ -39,7 +39,7 @@ def test_shipped_configs_parse(tmp_path):
         if config.parent.name.endswith("-study"):
             protocol = (training.loss, training.learning_rate, training.adam_epsilon, training.num_train_epochs)
             assert protocols.setdefault(config.parent.name, protocol) == protocol, config
-    assert protocols.keys() == {"minilm-study", "mpnet-study"}
+    assert protocols.keys() == {"minilm-study", "mpnet-study", "e5-small-study"}
 
 
 @pytest.mark.parametrize(
