@@ -207,10 +207,6 @@ class AsymmetricDualEncoder(PreTrainedModel):
         )
         return AsymmetricEncoderOutput(query_embeds=embeds, hidden_states=hidden_states)
 
-    def embed_documents(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        """Teacher embeddings of tokenized texts (documents, or queries as distillation targets)."""
-        return self._embed(self.document_encoder, input_ids, attention_mask, token_type_ids)[0]
-
     def tokenize_queries(self, queries: list[str], **kwargs):
         """Queries tokenized as the student reads them: its prompt first, cut at `max_length`."""
         prompt = self.config.student_prompt
