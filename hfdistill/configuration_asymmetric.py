@@ -86,16 +86,21 @@ def _read_json(repo: str, filename: str, revision: str | None, **hub_kwargs) -> 
         return json.load(f)
 
 
+def module_hub_kwargs(path: str, revision: str | None, hub_kwargs: dict) -> dict:
+    """transformers-style hub options (`token`, `cache_dir`, ...) as sentence-transformers' module loaders name them,
+    for the module saved in the teacher's folder `path`."""
+    return {
+        "subfolder": path,
+        "revision": revision,
+        "token": hub_kwargs.get("token"),
+        "cache_folder": hub_kwargs.get("cache_dir"),
+        "local_files_only": hub_kwargs.get("local_files_only", False),
+    }
+
+
 def _module_config(module_class, teacher: str, path: str, revision: str | None, **hub_kwargs) -> dict:
     """A sentence-transformers module's config, read by the module class itself (legacy keys converted)."""
-    return module_class.load_config(
-        model_name_or_path=teacher,
-        subfolder=path,
-        revision=revision,
-        token=hub_kwargs.get("token"),
-        cache_folder=hub_kwargs.get("cache_dir"),
-        local_files_only=hub_kwargs.get("local_files_only", False),
-    )
+    return module_class.load_config(model_name_or_path=teacher, **module_hub_kwargs(path, revision, hub_kwargs))
 
 
 def read_sentence_transformers_teacher(teacher: str, revision: str | None = None, **hub_kwargs) -> dict | None:

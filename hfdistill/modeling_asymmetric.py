@@ -25,7 +25,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput, cached_file, logging
 from transformers.utils.logging import tqdm
 
-from .configuration_asymmetric import AsymmetricDualEncoderConfig, layer_settings
+from .configuration_asymmetric import AsymmetricDualEncoderConfig, layer_settings, module_hub_kwargs
 
 LAYER_STACKS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers")  # BERT/MPNet/XLM-R, DistilBERT,
 # ModernBERT and decoders (Qwen3, Gemma3), others
@@ -403,7 +403,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         model.query_encoder.load_state_dict(student_state_dict(teacher_state, config.student_layers, stack_path))
         for index, module in enumerate(config.head):
             if module["type"] == "Dense":
-                dense = Dense.load(teacher, subfolder=module["path"], revision=config.teacher_revision)
+                dense = Dense.load(teacher, **module_hub_kwargs(module["path"], config.teacher_revision, hub_kwargs))
                 for head in (model.query_head, model.document_head):
                     head[index].load_state_dict(dense.state_dict())
         model.tokenizer = AutoTokenizer.from_pretrained(teacher, **hub_kwargs)
