@@ -1,14 +1,29 @@
 """Command-line parsing for recipes: an optional YAML config, then `--key value` overrides (as TRL's recipes)."""
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
 
 
+@contextmanager
+def input_errors():
+    """Bad input (`ValueError`, `OSError`: a setting, a file, a teacher that cannot be read; a `PushError`) ends a
+    recipe with one line naming the problem, not a traceback. Recipes wrap what they check before any expensive work
+    in it."""
+    from .hub import PushError
+
+    try:
+        yield
+    except (ValueError, OSError, PushError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def parse_args(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
-    """Parse `[config.yaml] [--key value ...]` into the given dataclasses; command-line values win over the file."""
+    """Parse `[config.yaml] [--key value ...]` into the given dataclasses; command-line values win over the file, and
+    a value in the file satisfies a required option (as TRL's parser does)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
     if argv and argv[0].endswith((".yaml", ".yml")):
@@ -16,10 +31,14 @@ def parse_args(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
         if not path.is_file():
             raise FileNotFoundError(f"Config file {str(path)!r} does not exist.")
         config = yaml.safe_load(path.read_text()) or {}
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(config) - known)
+        if not isinstance(config, dict):
+            raise ValueError(f"{path}: a config is a mapping of option names to values, got {type(config).__name__}.")
+        known = {action.dest: action for action in parser._actions}
+        unknown = sorted(set(config) - set(known))
         if unknown:
             raise ValueError(f"{path}: unknown option(s) {unknown}.")
+        for name in config:
+            known[name].required = False
         parser.set_defaults(**config)
     return parser.parse_args_into_dataclasses(args=argv)
 

@@ -1,5 +1,6 @@
 """Unlabeled training queries and the teacher's embeddings of them, computed once and cached on disk."""
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -8,6 +9,7 @@ import os
 import random
 import re
 import time
+import zlib
 from pathlib import Path
 
 import torch
@@ -30,24 +32,55 @@ def open_text(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
+def _numbered_lines(path: Path):
+    """(line number, text) of each non-blank line of a UTF-8 file, gunzipping `.gz` files. A byte-order mark and
+    CRLF line ends are read as plain text; undecodable bytes or a broken gzip stream raise a `ValueError` naming the
+    file (and line)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    number = 0
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as error:
+                    raise ValueError(
+                        f"{path}: line {number} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                        "re-encode the file as UTF-8."
+                    ) from None
+                if line.strip():
+                    yield number, line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(
+            f"{path}: the gzip stream is truncated or corrupt after line {number} ({error}); re-create the file."
+        ) from None
+
+
 def _read_local(path: Path, column: str) -> list[str]:
     name = path.name.removesuffix(".gz")
-    with open_text(path) as f:
-        lines = [line.rstrip("\n") for line in f if line.strip()]
-    if name.endswith(".tsv"):
-        rows = [line.split("\t", 1) for line in lines]
-        bad = next((i for i, row in enumerate(rows) if len(row) != 2), None)
-        if bad is not None:
-            raise ValueError(f"{path}: line {bad + 1} is not `qid<TAB>text`: {lines[bad][:80]!r}")
-        return [text for _, text in rows]
-    if name.endswith(".jsonl"):
-        records = [json.loads(line) for line in lines]
-        if records and column not in records[0]:
-            raise ValueError(
-                f"{path}: records have no {column!r} field (fields: {sorted(records[0])}); set the column."
-            )
-        return [record[column] for record in records]
-    return lines
+    texts = []
+    for number, line in _numbered_lines(path):
+        if name.endswith(".tsv"):
+            row = line.split("\t", 1)
+            if len(row) != 2:
+                raise ValueError(f"{path}: line {number} is not `qid<TAB>text`: {line[:80]!r}")
+            texts.append(row[1])
+        elif name.endswith(".jsonl"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{path}: line {number} is not JSON ({error.msg}, column {error.colno}); each line is one record."
+                ) from None
+            if not isinstance(record, dict) or column not in record:
+                fields = sorted(record) if isinstance(record, dict) else type(record).__name__
+                raise ValueError(
+                    f"{path}: line {number} has no {column!r} field (it has {fields}); set --queries_column."
+                )
+            texts.append(record[column])
+        else:
+            texts.append(line)
+    return texts
 
 
 def load_queries(source: str, split: str = "train", column: str = "text", subset: str | None = None) -> list[str]:
@@ -60,7 +93,14 @@ def load_queries(source: str, split: str = "train", column: str = "text", subset
             raise ValueError(f"Query file {source!r}: unsupported format; use one of {LOCAL_SUFFIXES}.")
         texts = _read_local(path, column)
     else:
-        dataset = load_dataset(source, subset, split=split)  # a Hub dataset id, or a local dataset folder
+        try:  # a Hub dataset id, or a local dataset folder
+            dataset = load_dataset(source, subset, split=split)
+        except Exception as error:  # noqa: BLE001 - datasets raises many types; the user needs what and where
+            kind = "dataset folder" if path.is_dir() else "Hub dataset"
+            raise ValueError(
+                f"Cannot read queries from {source!r} as a {kind} ({type(error).__name__}: {str(error)[:300]}); "
+                f"give a {'/'.join(LOCAL_SUFFIXES)} file or a Hub dataset id."
+            ) from error
         if column not in dataset.column_names:
             raise ValueError(f"Dataset {source!r} has no column {column!r}; columns: {dataset.column_names}.")
         texts = dataset[column]
@@ -170,16 +210,35 @@ def _cache_key(teacher: dict, texts: list[str]) -> tuple[str, dict]:
 
 
 def _read_cached(path: Path, key: str, count: int) -> torch.Tensor | None:
-    """The embeddings in a cache file whose metadata repeats `key` and that holds `count` rows; else None."""
+    """The embeddings in a cache file whose metadata repeats `key`, that holds `count` rows, all finite; else None."""
     try:
         with safe_open(path, framework="pt") as f:
-            if f.metadata().get("key") == key:
-                embeddings = f.get_tensor("embeddings")
-                if embeddings.shape[0] == count:
-                    return embeddings
+            if f.metadata().get("key") != key:
+                return None
+            embeddings = f.get_tensor("embeddings")
     except Exception:  # noqa: BLE001 - a missing or unreadable cache file is recomputed
-        pass
-    return None
+        return None
+    if embeddings.shape[0] != count:
+        return None
+    if not torch.isfinite(embeddings).all():
+        logger.warning("%s holds non-finite teacher embeddings (NaN or inf): ignored, the teacher embeds again", path)
+        return None
+    return embeddings
+
+
+def _write_cache(path: Path, embeddings: torch.Tensor, metadata: dict[str, str]) -> None:
+    """Write to a temporary file, then rename it into place: a reader never takes a half-written file, and a run
+    killed mid-write leaves none. A cache that cannot be written (full disk) is skipped with a warning, the
+    embeddings stay in memory."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": embeddings.contiguous()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        logger.warning("Teacher embeddings not cached (%s: %s); this run keeps them in memory", path.parent, error)
 
 
 def _cached_prefix(cache_dir: Path, teacher: dict, texts: list[str]) -> torch.Tensor | None:
@@ -237,6 +296,11 @@ def cached_teacher_embeddings(
     prefix = _cached_prefix(cache_dir, teacher, texts)
     done = 0 if prefix is None else len(prefix)
     embeddings = encode(texts[done:], batch_size=batch_size, show_progress_bar=True)
+    if not torch.isfinite(embeddings).all():
+        raise FloatingPointError(
+            f"The teacher's embeddings of {len(texts) - done} texts hold non-finite values (NaN or inf); its weights "
+            "or dtype are broken. Nothing was cached."
+        )
     if prefix is not None:
         embeddings = torch.cat([prefix, embeddings])
     logger.info(
@@ -246,14 +310,7 @@ def cached_teacher_embeddings(
         time.perf_counter() - start,
         path,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file(
-        {"embeddings": embeddings.contiguous()},
-        tmp,
-        metadata={"key": key, **{k: str(v) for k, v in key_fields.items()}},
-    )
-    os.replace(tmp, path)
+    _write_cache(path, embeddings, {"key": key, **{k: str(v) for k, v in key_fields.items()}})
     return embeddings
 
 

@@ -8,6 +8,7 @@ temporary copy.
 import logging
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
@@ -40,34 +41,12 @@ def stage_for_hub(model: AsymmetricDualEncoder, model_dir: str | Path, staging: 
     write_model_card(model, staging, repo_id)
 
 
-def push_folder(
-    folder: str | Path,
-    repo_id: str,
-    private: bool = False,
-    revision: str | None = None,
-    token: str | None = None,
-    commit_message: str = "Upload hfdistill student",
-) -> str:
-    """Create the repo (and branch) if needed and upload the folder in one commit; returns the commit URL.
-
-    huggingface_hub already retries 5xx answers and dropped connections with backoff; what still fails is reported
-    as a `PushError` saying what to do.
-    """
-    token = token or get_token()
-    if token is None:
-        raise PushError(f"No Hugging Face token found for pushing to {repo_id!r}: {LOGIN_HELP}.")
-    api = HfApi(token=token)
+@contextmanager
+def push_errors(repo_id: str):
+    """What still fails after huggingface_hub's retries (5xx, dropped connections) becomes a `PushError` saying what
+    to do; the message is the same for `recipes/push.py` and the Trainer's `--push_to_hub`."""
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision is not None:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=str(folder),
-            revision=revision,
-            allow_patterns=UPLOAD_PATTERNS,
-            commit_message=commit_message,
-        )
+        yield
     except HfHubHTTPError as error:
         status = getattr(error.response, "status_code", None)
         if status in (401, 403):
@@ -78,6 +57,42 @@ def push_folder(
         if isinstance(error, OSError) or any(cls.__name__ == "TransportError" for cls in type(error).__mro__):
             raise PushError(f"Pushing to {repo_id!r} failed after retries: {error}") from None
         raise
+
+
+def _token(repo_id: str, token: str | None) -> str:
+    token = token or get_token()
+    if token is None:
+        raise PushError(f"No Hugging Face token found for pushing to {repo_id!r}: {LOGIN_HELP}.")
+    return token
+
+
+def check_push_access(repo_id: str, token: str | None = None) -> None:
+    """Before a run that ends with a push: a token exists and the Hub accepts it (a `PushError` otherwise)."""
+    with push_errors(repo_id):
+        HfApi(token=_token(repo_id, token)).whoami()
+
+
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload hfdistill student",
+) -> str:
+    """Create the repo (and branch) if needed and upload the folder in one commit; returns the commit URL."""
+    api = HfApi(token=_token(repo_id, token))
+    with push_errors(repo_id):
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            revision=revision,
+            allow_patterns=UPLOAD_PATTERNS,
+            commit_message=commit_message,
+        )
     return commit.commit_url
 
 

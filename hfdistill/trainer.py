@@ -89,6 +89,11 @@ class EmbeddingAlignmentTrainer(Trainer):
             loss = loss + self.args.ranking_weight * ranking
         if hints:
             loss = loss + self.args.hint_weight * self._hint_loss(outputs.hidden_states, inputs)
+        if not torch.isfinite(loss):  # Trainer would skip it in the logs and go on training a broken model
+            raise FloatingPointError(
+                f"The alignment loss is {loss.item()} at step {self.state.global_step}: training stopped before "
+                "the broken student is saved. Lower --learning_rate, or check the teacher embeddings."
+            )
         outputs = AsymmetricEncoderOutput(query_embeds=outputs.query_embeds)  # predictions: the embeddings only
         return (loss, outputs) if return_outputs else loss
 

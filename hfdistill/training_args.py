@@ -50,7 +50,9 @@ class StudentArguments:
     teacher_revision: str | None = field(default=None, metadata={"help": "Hub revision of the teacher."})
     student_layers: list[str] | None = field(  # indices, or `auto`; converted to ints in __post_init__
         default=None,
-        metadata={"help": "0-based teacher layers to keep, e.g. `0 5` (overrides the strategy), or `auto`."},
+        metadata={
+            "help": "0-based teacher layers to keep, at least one, e.g. `0 5` (overrides the strategy), or `auto`."
+        },
     )
     layer_strategy: str = field(
         default="top_bottom",
@@ -98,6 +100,8 @@ class StudentArguments:
             raise ValueError(f"Unknown selection_proxy {self.selection_proxy!r}; choose one of {tuple(PROXIES)}.")
         if self.student_layers in ("auto", ["auto"]):
             self.student_layers, self.layer_strategy = None, "auto"
+        elif self.student_layers == []:
+            raise ValueError("student_layers is empty: keep at least one teacher layer, e.g. `0 5`.")
         elif self.student_layers is not None:
             try:
                 self.student_layers = [int(index) for index in self.student_layers]
@@ -142,7 +146,6 @@ class QueryDataArguments:
     """
 
     train_queries: str = field(
-        default="../shared/data/queries/train_queries.tsv.gz",
         metadata={"help": "Local .tsv[.gz] (qid<TAB>text), .jsonl[.gz], .txt[.gz] file, or a Hub dataset id."},
     )
     queries_subset: str | None = field(default=None, metadata={"help": "Subset (config name) of a Hub dataset."})
@@ -167,6 +170,12 @@ class QueryDataArguments:
         default=0.0,
         metadata={"help": "Add this fraction x the training queries as random-vocabulary pseudo-queries (0 = off)."},
     )
+
+    def __post_init__(self):
+        for name in ("num_eval_queries", "teacher_batch_size", "max_train_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}.")
 
     def load_splits(self, seed: int) -> tuple[list[str], list[str]]:
         """(training, held-out) queries: loaded, deduplicated, shuffled with `split_seed` (else `seed`); the cap spares
@@ -255,6 +264,11 @@ class AlignmentTrainingArguments(TrainingArguments):
                 f"ranking_weight must be >= 0 (0 turns it off) and ranking_temperature > 0, got "
                 f"{self.ranking_weight} and {self.ranking_temperature}."
             )
+        if self.learning_rate < 0:
+            raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}.")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.label_names is None:
             self.label_names = ["teacher_embeddings"]
         if self.retrieval_eval_dir is not None and not Path(self.retrieval_eval_dir).is_dir():
@@ -269,3 +283,8 @@ class AlignmentTrainingArguments(TrainingArguments):
                 f"Output directory {self.output_dir!r} already holds a run; pass --overwrite_output_dir to replace "
                 "it, --resume_from_checkpoint true to continue it, or choose another --output_dir."
             )
+
+    def __getstate__(self) -> dict:
+        """Pickled arguments (Trainer's `training_args.bin`, in the output folder, every checkpoint and a Hub push)
+        never hold the Hub token: the run keeps it in memory only."""
+        return {**self.__dict__, "hub_token": None}

@@ -14,25 +14,51 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from accelerate import PartialState
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, TrainingArguments
 
 from hfdistill import AsymmetricDualEncoder, AsymmetricDualEncoderConfig
-from hfdistill.cli import parse_args
+from hfdistill.cli import input_errors, parse_args
 from hfdistill.data import alignment_datasets
+from hfdistill.hub import PushError, check_push_access, push_errors
 from hfdistill.layer_trials import select_student_layers
 from hfdistill.model_card import TRAINING_RECORD, write_model_card
+from hfdistill.preflight import check_teacher_reachable, check_writable_dir, finished_run, resume_checkpoint
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
 
 
-def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments):
-    # the teacher's files first: a prompt or module it lacks is an error before queries load or the teacher runs
+def check_run(
+    student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments
+):
+    """What can be checked before the teacher loads: folders, the teacher's files and prompts, Hub access for a
+    push, then the query file (read in full). A problem ends the run with one line; nothing is written."""
+    check_writable_dir(training_args.output_dir, "output_dir")
+    check_writable_dir(data_args.embedding_cache_dir, "embedding_cache_dir")
+    check_teacher_reachable(student_args.teacher, student_args.teacher_revision)
     AsymmetricDualEncoderConfig.from_teacher(student_args.teacher, "first", 1, **student_args.teacher_kwargs)
-    train_queries, eval_texts = data_args.load_splits(training_args.seed)
-    tokenizer = None  # only pseudo-queries of the teacher's vocabulary need it before the model is built
-    if data_args.vocabulary_query_fraction:
-        tokenizer = AutoTokenizer.from_pretrained(student_args.teacher, revision=student_args.teacher_revision)
-    train_texts = data_args.training_examples(train_queries, training_args.seed, tokenizer)
+    if training_args.push_to_hub:
+        check_push_access(hub_repo_id(training_args), training_args.hub_token)
+    return data_args.load_splits(training_args.seed)
+
+
+def hub_repo_id(training_args: TrainingArguments) -> str:
+    """The repository the Trainer pushes to (its own rule: `hub_model_id`, else the output folder's name)."""
+    return training_args.hub_model_id or Path(training_args.output_dir).name
+
+
+def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments):
+    record = finished_run(training_args.output_dir) if training_args.resume_from_checkpoint else None
+    if record is not None:
+        print(f"{training_args.output_dir} holds a finished run ({record['global_steps']} steps): nothing to resume, "
+              "it is left as it is. Start another --output_dir to train more.")  # fmt: skip
+        return
+    with input_errors():
+        resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
+        train_queries, eval_texts = check_run(student_args, data_args, training_args)
+        tokenizer = None  # only pseudo-queries of the teacher's vocabulary need it before the model is built
+        if data_args.vocabulary_query_fraction:
+            tokenizer = AutoTokenizer.from_pretrained(student_args.teacher, revision=student_args.teacher_revision)
+        train_texts = data_args.training_examples(train_queries, training_args.seed, tokenizer)
     layers, selection = student_args.student_layers or student_args.layer_strategy, None
     if layers == "auto":  # rank candidates by a proxy on held-out queries (then short runs, if asked)
         selection = select_student_layers(student_args, data_args, training_args, train_texts, eval_texts)
@@ -55,11 +81,12 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             data_args.teacher_batch_size,
             shared_prefixes=[len(train_queries), 0],
         )
-    trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])
+    with input_errors(), push_errors(hub_repo_id(training_args)):  # a push creates its repository here
+        trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])
     untrained = trainer.evaluate(metric_key_prefix="untrained")  # the truncated student before distillation
     trainer.log_metrics("untrained", untrained)
     trainer.save_metrics("untrained", untrained, combined=False)
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_metrics("train", train_result.metrics)
     metrics = trainer.evaluate()
@@ -90,9 +117,16 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         Path(training_args.output_dir, TRAINING_RECORD).write_text(json.dumps(record, indent=2))
         write_model_card(model, training_args.output_dir, training_args.hub_model_id)
     if training_args.push_to_hub:
-        trainer.push_to_hub()
+        try:
+            with push_errors(hub_repo_id(training_args)):
+                trainer.push_to_hub()
+        except PushError as error:
+            saved = training_args.output_dir
+            sys.exit(f"error: {error} The student is saved in {saved}: push it with recipes/push.py.")
 
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    main(*parse_args((StudentArguments, QueryDataArguments, AlignmentTrainingArguments)))
+    with input_errors():
+        arguments = parse_args((StudentArguments, QueryDataArguments, AlignmentTrainingArguments))
+    main(*arguments)

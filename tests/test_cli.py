@@ -13,13 +13,19 @@ def test_yaml_config_with_command_line_overrides(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(
         "teacher: my/teacher\nstudent_layers: [0, 11]\nloss: cosine\nlearning_rate: 3.0e-4\n"
-        f"output_dir: {tmp_path / 'out'}\n"
+        f"train_queries: queries.tsv.gz\noutput_dir: {tmp_path / 'out'}\n"
     )
     student, data, training = parse_args(TYPES, [str(config), "--learning_rate", "1e-3", "--student_layers", "1", "2"])
     assert student.teacher == "my/teacher" and student.student_layers == [1, 2]
     assert training.loss == "cosine" and training.learning_rate == 1e-3
     assert training.per_device_train_batch_size == 128 and training.adam_epsilon == 1e-8  # BERT's 1e-6 stalls mse
-    assert data.train_queries.endswith("train_queries.tsv.gz")
+    assert data.train_queries == "queries.tsv.gz"  # the file satisfies the required option
+
+
+def test_train_queries_is_required_without_a_config(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(TYPES, ["--output_dir", str(tmp_path / "out")])
+    assert "the following arguments are required: --train_queries" in capsys.readouterr().err
 
 
 def test_shipped_configs_parse(tmp_path):
@@ -78,13 +84,50 @@ def test_config_errors(tmp_path):
 
 def test_student_layers_auto_or_indices(tmp_path):
     config = tmp_path / "auto.yaml"
-    config.write_text(f"student_layers: auto\nnum_student_layers: 3\noutput_dir: {tmp_path / 'out'}\n")
+    config.write_text(f"student_layers: auto\nnum_student_layers: 3\ntrain_queries: q.tsv\noutput_dir: {tmp_path}\n")
     student, _, _ = parse_args(TYPES, [str(config)])
     assert student.student_layers is None and student.layer_strategy == "auto" and student.num_student_layers == 3
+    required = ["--train_queries", "q.tsv", "--output_dir", str(tmp_path / "out")]
     with pytest.raises(ValueError, match=r"student_layers must be 0-based layer indices .* got \['0', 'top'\]"):
-        parse_args(TYPES, ["--student_layers", "0", "top", "--output_dir", str(tmp_path / "out")])
+        parse_args(TYPES, ["--student_layers", "0", "top", *required])
     with pytest.raises(ValueError, match=r"selection_proxy 'loss'; choose one of \('cosine', 'neighbours', 'cka'\)"):
-        parse_args(TYPES, ["--selection_proxy", "loss", "--output_dir", str(tmp_path / "out")])
+        parse_args(TYPES, ["--selection_proxy", "loss", *required])
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("learning_rate", "-1e-4", "learning_rate must be >= 0, got -0.0001"),
+        ("per_device_train_batch_size", "0", "per_device_train_batch_size must be at least 1, got 0"),
+        ("per_device_eval_batch_size", "0", "per_device_eval_batch_size must be at least 1, got 0"),
+        ("num_eval_queries", "0", "num_eval_queries must be at least 1, got 0"),
+        ("teacher_batch_size", "-2", "teacher_batch_size must be at least 1, got -2"),
+        ("max_train_samples", "0", "max_train_samples must be at least 1, got 0"),
+    ],
+)
+def test_settings_that_cannot_train_are_rejected_when_parsed(tmp_path, option, value, message):
+    with pytest.raises(ValueError, match=message):
+        parse_args(TYPES, ["--train_queries", "q.tsv", "--output_dir", str(tmp_path), f"--{option}={value}"])
+
+
+def test_empty_student_layers_is_the_same_error_in_yaml_on_the_command_line_and_in_python(tmp_path, tiny_teacher):
+    config = tmp_path / "empty.yaml"
+    config.write_text(f"student_layers: []\ntrain_queries: q.tsv\noutput_dir: {tmp_path}\n")
+    with pytest.raises(ValueError, match="student_layers is empty: keep at least one teacher layer"):
+        parse_args(TYPES, [str(config)])
+    with pytest.raises(ValueError, match="student_layers is empty: keep at least one teacher layer"):
+        StudentArguments(student_layers=[])
+    with pytest.raises(ValueError, match="student_layers is empty"):
+        AsymmetricDualEncoder.from_teacher(tiny_teacher, [])
+
+
+def test_pickled_training_arguments_hold_no_hub_token(tmp_path):
+    import pickle
+
+    args = AlignmentTrainingArguments(output_dir=str(tmp_path), hub_token="hf_MARKER", report_to="none")
+    restored = pickle.loads(pickle.dumps(args))
+    assert b"hf_MARKER" not in pickle.dumps(args) and restored.hub_token is None
+    assert args.hub_token == "hf_MARKER" and restored.learning_rate == args.learning_rate  # the live run keeps it
 
 
 def test_usage_doc_lists_every_option_as_the_dataclasses_define_it():

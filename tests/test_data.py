@@ -1,8 +1,10 @@
 import gzip
 import json
+import time
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import BertTokenizer
 
@@ -48,6 +50,79 @@ def test_load_errors(tmp_path):
     (tmp_path / "q.csv").write_text("x\n")
     with pytest.raises(ValueError, match="unsupported format"):
         load_queries(str(tmp_path / "q.csv"))
+
+
+READERS = [".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz"]
+TEXTS = ["what is x", "why y", "café near me", "how to z"]
+
+
+def _line(suffix: str, number: int, text: str) -> str:
+    record = json.dumps({"text": text}, ensure_ascii=False)
+    return {".tsv": f"{number}\t{text}", ".jsonl": record, ".txt": text}[suffix.removesuffix(".gz")]
+
+
+def _write(path, data: bytes) -> str:
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return str(path)
+
+
+@pytest.mark.parametrize("suffix", READERS)
+def test_every_reader_takes_a_byte_order_mark_and_crlf_line_ends(tmp_path, suffix):
+    lines = [_line(suffix, i, text) for i, text in enumerate(TEXTS)]
+    plain = _write(tmp_path / f"plain{suffix}", "\n".join(lines).encode())
+    windows = _write(tmp_path / f"windows{suffix}", b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    assert load_queries(plain) == load_queries(windows) == TEXTS
+
+
+@pytest.mark.parametrize("suffix", READERS)
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        (
+            "non-utf8",
+            r"line 3 is not UTF-8 text \(invalid continuation byte at byte \d+\); re-encode the file as UTF-8",
+        ),
+        ("empty", "No queries found in"),
+        (
+            "malformed",
+            r"line 3 is not (`qid<TAB>text`: 'no tab here'|JSON \(.*, column \d+\); each line is one record)",
+        ),
+        ("truncated-gzip", r"the gzip stream is truncated or corrupt after line \d+ .*; re-create the file"),
+    ],
+)
+def test_every_reader_names_the_file_and_line_of_a_fault(tmp_path, suffix, fault, message):
+    if fault == "truncated-gzip" and not suffix.endswith(".gz") or fault == "malformed" and ".txt" in suffix:
+        pytest.skip("only gzip files can be truncated gzip; any line of a .txt file is a query")
+    lines = [_line(suffix, i, text).encode() for i, text in enumerate(TEXTS)]
+    if fault == "non-utf8":
+        lines[2] = lines[2].replace("é".encode(), b"\xe9")
+    elif fault == "malformed":
+        lines[2] = {".tsv": b"no tab here", ".jsonl": b'{"text": "a",'}[suffix.removesuffix(".gz")]
+    data = b"" if fault == "empty" else b"\n".join(lines * 200)  # long enough that a cut gzip has whole lines
+    path = tmp_path / f"queries{suffix}"
+    _write(path, data)
+    if fault == "truncated-gzip":
+        path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ValueError, match=message) as error:
+        load_queries(str(path))
+    assert str(path) in str(error.value)
+
+
+def test_a_jsonl_record_without_the_text_field_is_named_by_its_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"text": "a"}) + "\n" + json.dumps({"query": "b"}) + "\n" + "[1, 2]\n")
+    with pytest.raises(ValueError, match=r"q.jsonl: line 2 has no 'text' field \(it has \['query'\]\); set --queries"):
+        load_queries(str(path))
+    path.write_text(json.dumps({"text": "a"}) + "\n" + "[1, 2]\n")
+    with pytest.raises(ValueError, match=r"line 2 has no 'text' field \(it has list\)"):
+        load_queries(str(path))
+
+
+def test_a_folder_that_is_no_dataset_is_one_clear_error(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.bin").write_bytes(b"\x00\x01")
+    with pytest.raises(ValueError, match=r"Cannot read queries from .*folder' as a dataset folder \(.*\); give a"):
+        load_queries(str(tmp_path / "folder"))
 
 
 def test_load_hub_style_dataset_directory(tmp_path):
@@ -118,9 +193,9 @@ def test_vocabulary_queries_cover_the_vocabulary_at_real_query_lengths(tmp_path)
     assert vocabulary_queries(texts, 0.0, tokenizer) == []
     with pytest.raises(ValueError, match="vocabulary_query_fraction must be >= 0, got -1"):
         vocabulary_queries(texts, -1.0, tokenizer)
-    args = QueryDataArguments(joined_query_fraction=0.5, vocabulary_query_fraction=1.0)
+    args = QueryDataArguments("q.tsv", joined_query_fraction=0.5, vocabulary_query_fraction=1.0)
     examples = args.training_examples(texts, seed=1, tokenizer=tokenizer)
-    joined_only = QueryDataArguments(joined_query_fraction=0.5).training_examples(texts, seed=1)
+    joined_only = QueryDataArguments("q.tsv", joined_query_fraction=0.5).training_examples(texts, seed=1)
     assert examples[:3] == joined_only and len(examples) == 5  # appended last: the cached prefix is reused
     with pytest.raises(ValueError, match="vocabulary_query_fraction > 0 needs the teacher's tokenizer"):
         args.training_examples(texts, seed=1)
@@ -237,3 +312,86 @@ def test_dataset_puts_the_student_prompt_first(tiny_student):
     tiny_student.config.student_query_prompt = ""
     dataset = QueryAlignmentDataset(["what is x"], torch.ones(1, 32), tiny_student)
     assert dataset[0]["input_ids"] == tiny_student.tokenizer("what is x")["input_ids"]
+
+
+def test_a_cache_of_non_finite_values_is_recomputed_a_non_finite_teacher_is_an_error(tiny_student, queries, tmp_path):
+    texts = queries[:10]
+    good = cached_teacher_embeddings(tiny_student, texts, tmp_path)
+    (path,) = tmp_path.glob("*.safetensors")
+    with safe_open(path, framework="pt") as f:
+        metadata = f.metadata()  # valid key and row count: only the values are broken
+    save_file({"embeddings": torch.full_like(good, float("nan"))}, path, metadata=metadata)
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, texts, tmp_path), good)
+    with torch.no_grad():
+        tiny_student.document_encoder.get_input_embeddings().weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="teacher's embeddings of 4 texts hold non-finite values"):
+        cached_teacher_embeddings(tiny_student, queries[20:24], tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1  # nothing cached
+
+
+def test_a_cache_that_cannot_be_written_keeps_the_embeddings_in_memory(tiny_student, queries, tmp_path, caplog):
+    (tmp_path / "file").write_text("x")
+    embeddings = cached_teacher_embeddings(tiny_student, queries[:5], tmp_path / "file" / "cache")
+    torch.testing.assert_close(embeddings, tiny_student.encode_teacher_queries(queries[:5]))
+    assert "Teacher embeddings not cached" in caplog.text and "keeps them in memory" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_a_half_written_cache_file_is_never_read(tiny_student, queries, tmp_path, monkeypatch):
+    """A run killed mid-write leaves its temporary file; a later run embeds again and the rename leaves one file."""
+    texts = queries[:6]
+    good = cached_teacher_embeddings(tiny_student, texts, tmp_path)
+    (path,) = tmp_path.glob("*.safetensors")
+    path.rename(tmp_path / f".{path.name}.tmp99999")
+    (tmp_path / f".{path.name}.tmp99999").write_bytes((tmp_path / f".{path.name}.tmp99999").read_bytes()[:100])
+    calls = []
+    encode = tiny_student.encode_teacher_queries
+    monkeypatch.setattr(tiny_student, "encode_teacher_queries", lambda t, **kw: calls.append(len(t)) or encode(t))
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, texts, tmp_path), good)
+    assert calls == [6] and path.is_file()
+
+
+CONCURRENT_RUN = """
+import sys, time
+from pathlib import Path
+import torch
+from hfdistill import AsymmetricDualEncoder
+from hfdistill.data import cached_teacher_embeddings
+teacher, cache, start, out = sys.argv[1:5]
+model = AsymmetricDualEncoder.from_teacher(teacher, [0, 3])
+Path(out + ".ready").touch()
+texts = [f"query number {i} about " + "word " * (i % 13) for i in range(3000)]
+while not Path(start).exists():  # both processes start the teacher pass at the same moment
+    time.sleep(0.01)
+torch.save(cached_teacher_embeddings(model, texts, cache, batch_size=64), out)
+"""
+
+
+def test_two_runs_filling_one_cache_at_once_both_finish_and_leave_one_valid_file(tiny_teacher, tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    start, cache = tmp_path / "start", tmp_path / "cache"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_RUN, tiny_teacher, str(cache), str(start), str(tmp_path / f"out{i}.pt")],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    while not all((tmp_path / f"out{i}.pt.ready").exists() for i in range(2)):  # both have loaded the teacher
+        assert all(run.poll() is None for run in runs), "a run ended before the teacher pass"
+        time.sleep(0.05)
+    start.touch()
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()[-3000:]
+    (path,) = cache.iterdir()  # one file, no temporary left behind
+    with safe_open(path, framework="pt") as f:
+        cached = f.get_tensor("embeddings")
+    assert cached.shape[0] == 3000
+    for i in range(2):
+        torch.testing.assert_close(torch.load(tmp_path / f"out{i}.pt"), cached)
