@@ -55,7 +55,7 @@ def push_errors(repo_id: str):
     except Exception as error:
         # connection errors that outlived huggingface_hub's retries: OSError or its HTTP client's TransportError
         if isinstance(error, OSError) or any(cls.__name__ == "TransportError" for cls in type(error).__mro__):
-            raise PushError(f"Pushing to {repo_id!r} failed after retries: {error}") from None
+            raise PushError(f"Pushing to {repo_id!r} failed: the Hub cannot be reached ({error})") from None
         raise
 
 

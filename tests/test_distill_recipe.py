@@ -2,13 +2,19 @@
 
 import json
 import os
+import re
+import runpy
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 import torch
 from safetensors import safe_open
 
 from hfdistill import AsymmetricDualEncoder
-from tests.conftest import QWEN3_PROMPTS, run_script, tiny_distill_args, write_st_teacher
+from tests.conftest import QWEN3_PROMPTS, ROOT, run_script, tiny_distill_args, write_st_teacher
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -116,3 +122,107 @@ def test_a_prompt_the_teacher_lacks_fails_before_the_queries_load(tmp_path):
     assert result.returncode != 0
     assert "The teacher has no prompt named 'search_query'; its prompts are ['document', 'query']" in result.stderr
     assert "missing.tsv" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def run_in_process(args: list[str], monkeypatch) -> str:
+    """`python recipes/distill.py <args>` run in this process (no interpreter start-up); the message it exits with."""
+    monkeypatch.setattr(sys, "argv", ["recipes/distill.py", *args])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(ROOT / "recipes" / "distill.py"), run_name="__main__")
+    return str(exited.value.code)
+
+
+BAD_INPUTS = {  # case: (what to change, the one line it must end with)
+    "jsonl line not JSON": ({"queries": '{"text": "a b"}\n{"text": "c",\n'}, r"queries.jsonl: line 2 is not JSON"),
+    "jsonl record without text": (
+        {"queries": '{"text": "a b"}\n{"text": "c"}\n{"query": "d"}\n'},
+        r"queries.jsonl: line 3 has no 'text' field \(it has \['query'\]\); set --queries_column",
+    ),
+    "non-UTF-8 queries": ({"queries": b'{"text": "a b"}\n{"text": "caf\xe9"}\n'}, r"line 2 is not UTF-8 text"),
+    "queries folder": ({"train_queries": "{tmp}/folder"}, r"Cannot read queries from '.*folder' as a dataset folder"),
+    "output folder is a file": ({"output_dir": "{tmp}/queries.jsonl"}, r"--output_dir '.*' is a file, not a folder"),
+    "cache under a file": (
+        {"embedding_cache_dir": "{tmp}/queries.jsonl/cache"},
+        r"--embedding_cache_dir '.*cache': '.*queries.jsonl' is a file",
+    ),
+    "teacher folder missing": ({"teacher": "{tmp}/no-teacher"}, r"--teacher '.*no-teacher': no such folder"),
+    "teacher not cached offline": (
+        {"teacher": "nobody/no-such-teacher"},
+        r"'nobody/no-such-teacher' is not in the local Hub cache and HF_HUB_OFFLINE is set",
+    ),
+    "no held-out queries": ({"num_eval_queries": "0"}, r"num_eval_queries must be at least 1, got 0"),
+    "resume without checkpoint": ({"resume_from_checkpoint": "true"}, r"holds no complete checkpoint"),
+    "push without a token": ({"push_to_hub": "true"}, r"No Hugging Face token found for pushing to 'out': log in"),
+    "push to an unreachable Hub": (
+        {"push_to_hub": "true", "hub_token": "hf_x"},
+        r"Pushing to 'out' failed: the Hub cannot be reached \(.*offline mode",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_ends_in_one_line_before_anything_is_written(tiny_teacher, tmp_path, monkeypatch, case):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("hfdistill.hub.get_token", lambda: None)
+    change, message = BAD_INPUTS[case]
+    queries = change.pop("queries", "\n".join(json.dumps({"text": f"query {i}"}) for i in range(100)))
+    path = tmp_path / "queries.jsonl"
+    path.write_bytes(queries if isinstance(queries, bytes) else queries.encode())
+    (tmp_path / "folder").mkdir()  # holds no data files
+    options = {"teacher": tiny_teacher, "train_queries": str(path), "output_dir": str(tmp_path / "out"),
+               "embedding_cache_dir": str(tmp_path / "cache"), "num_eval_queries": "10", "report_to": "none",
+               **{key: value.format(tmp=tmp_path) for key, value in change.items()}}  # fmt: skip
+    line = run_in_process([f"--{key}={value}" for key, value in options.items()], monkeypatch)
+    assert re.search(message, line) and line.startswith("error: ") and "\n" not in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "queries.jsonl"]  # no output, no cache
+
+
+def test_a_run_with_nothing_named_prints_its_usage_and_starts_nothing(monkeypatch, capsys):
+    assert run_in_process([], monkeypatch) == "2"
+    assert "error: the following arguments are required: --train_queries" in capsys.readouterr().err
+
+
+def _start(args: list[str], env: dict) -> tuple[subprocess.Popen, list[bytes]]:
+    """Start `python <args>` from the repository root; its stderr is collected as it comes."""
+    run = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chunks = []
+    threading.Thread(target=lambda: chunks.extend(iter(lambda: run.stderr.read1(4096), b"")), daemon=True).start()
+    return run, chunks
+
+
+def _kill_when(run: subprocess.Popen, ready, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    run.kill()  # SIGKILL: no handler runs
+    run.wait()
+
+
+def test_killed_runs_resume_to_the_same_step_and_no_file_holds_the_token(tiny_teacher, queries, tmp_path):
+    out = tmp_path / "run"
+    env = {**ENV, "HF_TOKEN": "hf_ENVMARKER"}
+    many = [f"{query} {i}" for i, query in enumerate(queries * 17)]  # 5,100 distinct queries
+    args = tiny_distill_args(tiny_teacher, many, tmp_path, batch_size=4) + [
+        "--max_steps", "150", "--save_steps", "20", "--eval_strategy", "no", "--output_dir", str(out),
+        "--hub_token", "hf_ARGMARKER", "--use_cpu", "true"]  # fmt: skip
+    teacher_pass, stderr = _start(args + ["--teacher_batch_size", "1"], env)  # killed while the teacher embeds
+    _kill_when(teacher_pass, lambda: b"Teacher: queries" in b"".join(stderr))
+    assert not list((tmp_path / "cache").glob("teacher-embeddings-*"))  # nothing a later run would take as complete
+    training, _ = _start(args, env)  # killed once a checkpoint is complete
+    _kill_when(training, lambda: (out / "checkpoint-20" / "trainer_state.json").exists())
+    assert not (out / "distillation.json").exists()
+    resumed = run_script(args + ["--resume_from_checkpoint", "true"], env)
+    record = json.loads((out / "distillation.json").read_text())
+    assert record["global_steps"] == 150  # where an uninterrupted run ends
+    state = json.loads((out / "checkpoint-140" / "trainer_state.json").read_text())
+    assert state["global_step"] == 140
+    saved = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    for marker in (b"hf_ENVMARKER", b"hf_ARGMARKER"):
+        assert not [str(path) for path, data in saved.items() if marker in data]
+        assert marker.decode() not in resumed.stdout + resumed.stderr
+    again = run_script(args + ["--resume_from_checkpoint", "true"], env)  # a finished run is left as it is
+    assert f"{out} holds a finished run (150 steps): nothing to resume" in again.stdout
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == saved

@@ -215,3 +215,17 @@ def test_retrieval_metrics_during_training_agree_with_mteb(tiny_student, queries
 def test_missing_retrieval_eval_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match="retrieval_eval_dir .* is not a folder"):
         make_args(tmp_path, retrieval_eval_dir=str(tmp_path / "nope"))
+
+
+def test_a_non_finite_loss_stops_training_before_anything_is_saved(tiny_student, queries, tmp_path):
+    train, held_out = make_datasets(tiny_student, queries)
+    train.teacher_embeddings = train.teacher_embeddings.clone()
+    train.teacher_embeddings[-3:] = float("nan")  # Trainer alone would drop such batches from the logged loss
+    trainer = EmbeddingAlignmentTrainer(
+        tiny_student, make_args(tmp_path, save_steps=2, eval_strategy="no"), train_dataset=train
+    )
+    with pytest.raises(FloatingPointError, match=r"The alignment loss is nan at step \d+: training stopped before"):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in tiny_student.parameters())
+    run = tmp_path / "run"
+    assert not run.exists() or all(path.name.startswith("checkpoint-") for path in run.iterdir())  # no final model

@@ -1,0 +1,77 @@
+import errno
+import json
+import tempfile
+
+import pytest
+
+from hfdistill.preflight import (
+    check_teacher_reachable,
+    check_writable_dir,
+    checkpoints,
+    finished_run,
+    resume_checkpoint,
+)
+
+
+def test_writable_folders_pass_and_are_not_created(tmp_path):
+    check_writable_dir(tmp_path / "new" / "run", "output_dir")
+    check_writable_dir(tmp_path, "output_dir")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_or_a_path_through_a_file_is_not_a_folder(tmp_path):
+    (tmp_path / "run").write_text("x")
+    with pytest.raises(ValueError, match=r"--output_dir '.*run' is a file, not a folder; choose a folder"):
+        check_writable_dir(tmp_path / "run", "output_dir")
+    with pytest.raises(ValueError, match=r"--embedding_cache_dir '.*run/cache': '.*run' is a file, not a folder"):
+        check_writable_dir(tmp_path / "run" / "cache", "embedding_cache_dir")
+
+
+def test_an_unwritable_or_read_only_folder_is_an_error(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"--output_dir '/sys/hfdistill' is not writable \("):
+        check_writable_dir("/sys/hfdistill", "output_dir")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(ValueError, match=r"is not writable \(Read-only file system\); choose a writable folder"):
+        check_writable_dir(tmp_path / "cache", "embedding_cache_dir")
+
+
+def test_a_teacher_folder_that_does_not_exist_or_is_not_cached_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    check_teacher_reachable(str(tmp_path))  # a folder
+    for missing in (str(tmp_path / "teacher"), "./models/teacher", "~/teacher"):
+        with pytest.raises(ValueError, match="no such folder"):
+            check_teacher_reachable(missing)
+    (tmp_path / "weights.bin").write_text("x")
+    with pytest.raises(ValueError, match="is a file; give a model folder or a Hub id"):
+        check_teacher_reachable(str(tmp_path / "weights.bin"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="'nobody/no-such-teacher' is not in the local Hub cache and HF_HUB_OFFLINE"):
+        check_teacher_reachable("nobody/no-such-teacher")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    check_teacher_reachable("nobody/no-such-teacher")  # online, the Hub answers for it when the config is read
+
+
+def test_resume_takes_the_last_complete_checkpoint(tmp_path):
+    for step in (5, 10, 15):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    for step in (5, 10):  # checkpoint-15 was being written when the run was killed
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert [c.name for c in checkpoints(tmp_path)] == ["checkpoint-5", "checkpoint-10"]
+    assert resume_checkpoint(tmp_path, True) == str(tmp_path / "checkpoint-10")
+    assert resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-5")) == str(tmp_path / "checkpoint-5")
+    assert resume_checkpoint(tmp_path, None) is None
+    with pytest.raises(ValueError, match="checkpoint-15' is not a complete checkpoint"):
+        resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-15"))
+    with pytest.raises(ValueError, match="holds no complete checkpoint"):
+        resume_checkpoint(tmp_path / "checkpoint-15", True)
+
+
+def test_finished_run_reads_the_record(tmp_path):
+    assert finished_run(tmp_path) is None
+    (tmp_path / "distillation.json").write_text(json.dumps({"global_steps": 60}))
+    assert finished_run(tmp_path) == {"global_steps": 60}
