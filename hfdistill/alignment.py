@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import cached_teacher_embeddings
+from .embedding_cache import cached_teacher_embeddings
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 LENGTH_BINS = (8, 12, 16, 24, 32)  # token-count edges: [0, 8), [8, 12), ..., [32, max_length]

@@ -1,29 +1,26 @@
-"""Unlabeled training queries and the teacher's embeddings of them, computed once and cached on disk."""
+"""Unlabeled training queries: read from files or the Hub, split, extended; paired with the teacher's embeddings."""
 
-import contextlib
 import gzip
-import hashlib
 import json
 import logging
 import os
 import random
 import re
-import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import load_dataset
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from .embedding_cache import cached_teacher_embeddings
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 logger = logging.getLogger(__name__)
 
 LOCAL_SUFFIXES = (".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz")
-CACHE_FILE = "teacher-embeddings-{}.safetensors"  # {} = the key of the teacher and texts
+TOKENIZE_BLOCK = 65536  # queries tokenized at a time: the tokenizer's Python lists stay small
 PLACEHOLDER_TOKEN = re.compile(r"\[.*\]|<.*>")  # `[unused12]`, `<extra_id_0>`: vocabulary rows no text produces
 
 
@@ -169,171 +166,34 @@ def vocabulary_queries(texts: list[str], fraction: float, tokenizer, seed: int =
     return [tokenizer.decode([rng.choice(vocabulary) for _ in range(length)]).strip() for length in lengths]
 
 
-def fingerprint(texts: list[str]) -> str:
-    """Content hash of an ordered list of texts."""
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8") + b"\0")
-    return digest.hexdigest()
-
-
-def teacher_fingerprint(model: AsymmetricDualEncoder) -> dict:
-    """Identity of the document encoder: Hub name + revision, or a hash of its weights when there is no revision."""
-    config = model.config
-    identity = {"teacher": config.teacher_name_or_path, "revision": config.teacher_revision}
-    if config.teacher_revision is None:
-        digest = hashlib.sha256()
-        head = {f"head.{name}": tensor for name, tensor in model.document_head.state_dict().items()}  # Dense layers
-        for name, tensor in sorted({**model.document_encoder.state_dict(), **head}.items()):
-            digest.update(name.encode() + tensor.detach().cpu().contiguous().float().numpy().tobytes())
-        identity["weights"] = digest.hexdigest()
-    identity.update(head=[{k: m[k] for k in ("type", "config")} for m in config.head], max_length=config.max_length)
-    return identity
-
-
-PROMPT_TYPES = ("query", "document")
-
-
-def _teacher_encoder(model: AsymmetricDualEncoder, prompt_type: str):
-    """(the teacher's encode function for `prompt_type`, the prompt it puts first)."""
-    if prompt_type not in PROMPT_TYPES:
-        raise ValueError(f"prompt_type must be one of {PROMPT_TYPES}, got {prompt_type!r}.")
-    if prompt_type == "query":
-        return model.encode_teacher_queries, model.config.query_prompt
-    return model.encode_documents, model.config.document_prompt
-
-
-def _cache_key(teacher: dict, texts: list[str]) -> tuple[str, dict]:
-    """(file key, fields it hashes) of `texts` embedded by `teacher` (`teacher_fingerprint` and the prompt)."""
-    fields = {**teacher, "data": fingerprint(texts), "count": len(texts)}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32], fields
-
-
-def _read_cached(path: Path, key: str, count: int) -> torch.Tensor | None:
-    """The embeddings in a cache file whose metadata repeats `key`, that holds `count` rows, all finite; else None."""
-    try:
-        with safe_open(path, framework="pt") as f:
-            if f.metadata().get("key") != key:
-                return None
-            embeddings = f.get_tensor("embeddings")
-    except Exception:  # noqa: BLE001 - a missing or unreadable cache file is recomputed
-        return None
-    if embeddings.shape[0] != count:
-        return None
-    if not torch.isfinite(embeddings).all():
-        logger.warning("%s holds non-finite teacher embeddings (NaN or inf): ignored, the teacher embeds again", path)
-        return None
-    return embeddings
-
-
-def _write_cache(path: Path, embeddings: torch.Tensor, metadata: dict[str, str]) -> None:
-    """Write to a temporary file, then rename it into place: a reader never takes a half-written file, and a run
-    killed mid-write leaves none. A cache that cannot be written (full disk) is skipped with a warning, the
-    embeddings stay in memory."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"embeddings": embeddings.contiguous()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        logger.warning("Teacher embeddings not cached (%s: %s); this run keeps them in memory", path.parent, error)
-
-
-def _cached_prefix(cache_dir: Path, teacher: dict, texts: list[str]) -> torch.Tensor | None:
-    """Embeddings of the longest proper prefix of `texts` that this teacher already embedded.
-
-    With a fixed split seed a larger `max_train_samples` extends the smaller run's queries, so only the new queries
-    need the teacher (hours for a large teacher on CPU).
-    """
-    counts = set()
-    for path in cache_dir.glob(CACHE_FILE.format("*")):
-        try:
-            with safe_open(path, framework="pt") as f:
-                counts.add(int(f.metadata()["count"]))
-        except Exception:  # noqa: BLE001 - files without a readable count are not candidates
-            continue
-    for count in sorted((c for c in counts if 0 < c < len(texts)), reverse=True):
-        key, _ = _cache_key(teacher, texts[:count])
-        embeddings = _read_cached(cache_dir / CACHE_FILE.format(key), key, count)
-        if embeddings is not None:
-            return embeddings
-    return None
-
-
-def cached_teacher_embeddings(
-    model: AsymmetricDualEncoder,
-    texts: list[str],
-    cache_dir: str | os.PathLike,
-    batch_size: int = 256,
-    shared_prefix: int = 0,
-    prompt_type: str = "query",
-) -> torch.Tensor:
-    """Teacher embeddings of `texts` as queries (with the teacher's query prompt, the distillation targets) or as
-    documents (`prompt_type="document"`, with its document prompt), read from `cache_dir` when this teacher already
-    embedded these texts so.
-
-    The file name hashes the teacher identity, head, max length, prompt and the texts; the file's metadata repeats the
-    key, so a renamed, truncated or stale file is recomputed rather than reused. When a cached file holds the first n
-    texts, the teacher embeds only the rest. The first `shared_prefix` texts (the plain queries before added examples)
-    are also cached on their own, so a later run without the additions reads them too.
-    """
-    encode, prompt = _teacher_encoder(model, prompt_type)
-    teacher = teacher_fingerprint(model)
-    if prompt:  # prompt-free teachers keep the keys of caches written before prompts were read
-        teacher["prompt"] = prompt
-    key, key_fields = _cache_key(teacher, texts)
-    cache_dir = Path(cache_dir).expanduser()
-    path = cache_dir / CACHE_FILE.format(key)
-    embeddings = _read_cached(path, key, len(texts))
-    if embeddings is not None:
-        logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
-        return embeddings
-    start = time.perf_counter()
-    if 0 < shared_prefix < len(texts):
-        cached_teacher_embeddings(model, texts[:shared_prefix], cache_dir, batch_size, prompt_type=prompt_type)
-    prefix = _cached_prefix(cache_dir, teacher, texts)
-    done = 0 if prefix is None else len(prefix)
-    embeddings = encode(texts[done:], batch_size=batch_size, show_progress_bar=True)
-    if not torch.isfinite(embeddings).all():
-        raise FloatingPointError(
-            f"The teacher's embeddings of {len(texts) - done} texts hold non-finite values (NaN or inf); its weights "
-            "or dtype are broken. Nothing was cached."
-        )
-    if prefix is not None:
-        embeddings = torch.cat([prefix, embeddings])
-    logger.info(
-        "Teacher embedded %d texts (%d more read from the cache) in %.1f s; cached in %s",
-        len(texts) - done,
-        done,
-        time.perf_counter() - start,
-        path,
-    )
-    _write_cache(path, embeddings, {"key": key, **{k: str(v) for k, v in key_fields.items()}})
-    return embeddings
-
-
 class QueryAlignmentDataset(Dataset):
     """(tokenized query, teacher embedding) pairs.
 
     Queries are tokenized once up front, as the student reads them (`model.tokenize_queries`: its prompt first), so
     that each item carries `input_ids`: the Trainer's `group_by_length` sampler reads their lengths and batches queries
     of similar length, which removes most padding (training queries average ~8 tokens, a random batch of 128 pads to
-    ~21).
+    ~21). Token ids are kept in one flat int32 array (millions of queries as Python lists would take gigabytes); the
+    teacher embeddings stay as given, memory-mapped from the cache.
     """
 
     def __init__(self, texts: list[str], teacher_embeddings: torch.Tensor, model: AsymmetricDualEncoder):
         if len(texts) != teacher_embeddings.shape[0]:
             raise ValueError(f"{len(texts)} texts but {teacher_embeddings.shape[0]} teacher embeddings.")
-        self.input_ids = model.tokenize_queries(texts)["input_ids"]
+        ids, lengths = [], []
+        for start in range(0, len(texts), TOKENIZE_BLOCK):
+            block = model.tokenize_queries(texts[start : start + TOKENIZE_BLOCK])["input_ids"]
+            ids.append(np.fromiter((i for row in block for i in row), np.int32))
+            lengths.extend(len(row) for row in block)
+        self.token_ids = np.concatenate(ids) if ids else np.empty(0, np.int32)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
         self.teacher_embeddings = teacher_embeddings
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.offsets) - 1
 
     def __getitem__(self, index: int) -> dict:
-        return {"input_ids": self.input_ids[index], "teacher_embeddings": self.teacher_embeddings[index]}
+        input_ids = self.token_ids[self.offsets[index] : self.offsets[index + 1]].tolist()
+        return {"input_ids": input_ids, "teacher_embeddings": self.teacher_embeddings[index]}
 
 
 def alignment_datasets(
@@ -342,13 +202,15 @@ def alignment_datasets(
     cache_dir: str | os.PathLike,
     batch_size: int = 256,
     shared_prefixes: list[int] | None = None,
+    dtype: str = "float32",
 ) -> list[QueryAlignmentDataset]:
-    """One `QueryAlignmentDataset` per list of texts, with the teacher's embeddings from the cache (or computed);
-    `shared_prefixes[i]` leading texts of list i are cached on their own too (see `cached_teacher_embeddings`)."""
+    """One `QueryAlignmentDataset` per list of texts, with the teacher's embeddings from the cache (or computed, and
+    stored as `dtype`); `shared_prefixes[i]` leading texts of list i are cached on their own too (see
+    `cached_teacher_embeddings`). Collective under several processes: each calls it, they share the teacher pass."""
     return [
         QueryAlignmentDataset(
             texts,
-            cached_teacher_embeddings(model, texts, cache_dir, batch_size, shared),
+            cached_teacher_embeddings(model, texts, cache_dir, batch_size, shared, dtype=dtype),
             model,
         )
         for texts, shared in zip(text_lists, shared_prefixes or [0] * len(text_lists), strict=True)
@@ -363,5 +225,5 @@ class AlignmentCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         batch = self.tokenizer.pad([{"input_ids": f["input_ids"]} for f in features], return_tensors="pt")
-        batch["teacher_embeddings"] = torch.stack([f["teacher_embeddings"] for f in features])
+        batch["teacher_embeddings"] = torch.stack([f["teacher_embeddings"] for f in features]).float()
         return dict(batch)

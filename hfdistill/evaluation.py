@@ -16,7 +16,8 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 from transformers import PreTrainedConfig
 
-from .data import cached_teacher_embeddings, fingerprint, open_text, teacher_fingerprint
+from .data import open_text
+from .embedding_cache import cached_teacher_embeddings, fingerprint, teacher_fingerprint
 from .metrics import RETRIEVAL_NDCG
 from .modeling_asymmetric import AsymmetricDualEncoder
 

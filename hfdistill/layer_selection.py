@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .configuration_asymmetric import LAYER_STRATEGIES, select_layers
-from .data import cached_teacher_embeddings
+from .embedding_cache import cached_teacher_embeddings
 from .modeling_asymmetric import AsymmetricDualEncoder, keep_layers, layer_stack
 
 

@@ -7,6 +7,7 @@ from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
 from .data import join_queries, load_queries, split_queries, vocabulary_queries
+from .embedding_cache import EMBEDDING_DTYPES
 from .layer_selection import PROXIES
 from .losses import LOSSES
 
@@ -138,6 +139,7 @@ class QueryDataArguments:
             training seed. Fixing it repeats a run with another `seed` on the same queries (and cached embeddings).
         embedding_cache_dir (`str`): where teacher embeddings are cached (keyed by teacher, revision and data).
         teacher_batch_size (`int`): batch size when the teacher embeds the queries.
+        embedding_dtype (`str`): how teacher embeddings are stored in the cache; `float16` halves the file.
         joined_query_fraction (`float`): adds this fraction x the training queries as examples of training queries
             joined into one longer text (held-out queries stay real); 0 = off.
         joined_query_max (`int`): each joined example joins 2 to this many queries (uniformly drawn); 2 = pairs.
@@ -160,6 +162,10 @@ class QueryDataArguments:
         default="~/.cache/hfdistill/embeddings", metadata={"help": "Cache of teacher embeddings."}
     )
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher's encoding."})
+    embedding_dtype: str = field(
+        default="float32",
+        metadata={"help": f"How teacher embeddings are stored in the cache: {tuple(EMBEDDING_DTYPES)}."},
+    )
     joined_query_fraction: float = field(
         default=0.0, metadata={"help": "Add this fraction x the training queries as joined ones (0 = off)."}
     )
@@ -172,6 +178,10 @@ class QueryDataArguments:
     )
 
     def __post_init__(self):
+        if self.embedding_dtype not in EMBEDDING_DTYPES:
+            raise ValueError(
+                f"Unknown embedding_dtype {self.embedding_dtype!r}; choose one of {tuple(EMBEDDING_DTYPES)}."
+            )
         for name in ("num_eval_queries", "teacher_batch_size", "max_train_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -13,7 +13,6 @@ from pathlib import Path
 # This folder's evaluate.py would shadow the `evaluate` library that retrieval evaluation during training loads.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from accelerate import PartialState
 from transformers import AutoTokenizer, TrainingArguments
 
 from hfdistill import AsymmetricDualEncoder, AsymmetricDualEncoderConfig
@@ -73,14 +72,14 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     )
     if student_args.freeze_embeddings:
         model.query_encoder.get_input_embeddings().requires_grad_(False)
-    with PartialState().main_process_first():  # one process fills the cache, the others read it
-        datasets = alignment_datasets(  # the plain queries are cached apart from any added examples
-            model,
-            [train_texts, eval_texts],
-            data_args.embedding_cache_dir,
-            data_args.teacher_batch_size,
-            shared_prefixes=[len(train_queries), 0],
-        )
+    datasets = alignment_datasets(  # every process embeds its share; plain queries are cached apart from additions
+        model,
+        [train_texts, eval_texts],
+        data_args.embedding_cache_dir,
+        data_args.teacher_batch_size,
+        shared_prefixes=[len(train_queries), 0],
+        dtype=data_args.embedding_dtype,
+    )
     with input_errors(), push_errors(hub_repo_id(training_args)):  # a push creates its repository here
         trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])
     untrained = trainer.evaluate(metric_key_prefix="untrained")  # the truncated student before distillation
@@ -100,6 +99,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "joined_query_fraction": data_args.joined_query_fraction,
             "joined_query_max": data_args.joined_query_max,
             "vocabulary_query_fraction": data_args.vocabulary_query_fraction,
+            "embedding_dtype": data_args.embedding_dtype,
             "loss": training_args.loss,
             "hint_weight": training_args.hint_weight,
             "ranking_weight": training_args.ranking_weight,

@@ -151,6 +151,7 @@ BAD_INPUTS = {  # case: (what to change, the one line it must end with)
         r"'nobody/no-such-teacher' is not in the local Hub cache and HF_HUB_OFFLINE is set",
     ),
     "no held-out queries": ({"num_eval_queries": "0"}, r"num_eval_queries must be at least 1, got 0"),
+    "unknown embedding dtype": ({"embedding_dtype": "int8"}, r"Unknown embedding_dtype 'int8'; choose one of"),
     "resume without checkpoint": ({"resume_from_checkpoint": "true"}, r"holds no complete checkpoint"),
     "push without a token": ({"push_to_hub": "true"}, r"No Hugging Face token found for pushing to 'out': log in"),
     "push to an unreachable Hub": (
@@ -209,8 +210,9 @@ def test_killed_runs_resume_to_the_same_step_and_no_file_holds_the_token(tiny_te
         "--max_steps", "150", "--save_steps", "20", "--eval_strategy", "no", "--output_dir", str(out),
         "--hub_token", "hf_ARGMARKER", "--use_cpu", "true"]  # fmt: skip
     teacher_pass, stderr = _start(args + ["--teacher_batch_size", "1"], env)  # killed while the teacher embeds
-    _kill_when(teacher_pass, lambda: b"Teacher: queries" in b"".join(stderr))
-    assert not list((tmp_path / "cache").glob("teacher-embeddings-*"))  # nothing a later run would take as complete
+    _kill_when(teacher_pass, lambda: b"Teacher: embedding texts" in b"".join(stderr))
+    complete = [p for p in (tmp_path / "cache").glob("teacher-embeddings-*") if ".shard-" not in p.name]
+    assert not complete  # nothing a later run would take as complete (finished shards are kept, by their own keys)
     training, _ = _start(args, env)  # killed once a checkpoint is complete
     _kill_when(training, lambda: (out / "checkpoint-20" / "trainer_state.json").exists())
     assert not (out / "distillation.json").exists()

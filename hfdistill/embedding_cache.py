@@ -1,0 +1,254 @@
+"""The teacher's embeddings of a list of texts, computed once and cached on disk.
+
+A cache file is a safetensors file named by a key that hashes the teacher (name and revision, or its weights), its
+head, max length, prompt, the storage dtype and the texts; its metadata repeats the key, so a renamed, stale or
+truncated file is recomputed, never reused. Files are memory-mapped when read: training reads the rows it needs, not
+the whole tensor (10M queries x 768 dims are 31 GB in float32).
+
+The teacher pass embeds shards of `SHARD_SIZE` texts, each written as its own file when done. Under several processes
+(`accelerate launch`) each embeds every N-th missing shard, so N processes embed N times as fast; the shards' bounds do
+not depend on N, so a run killed mid-pass, or a later run with another N, embeds only the shards not yet written.
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import mmap
+import os
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from .modeling_asymmetric import AsymmetricDualEncoder
+
+logger = logging.getLogger(__name__)
+
+CACHE_FILE = "teacher-embeddings-{}.safetensors"  # {} = the key of the teacher and texts
+SHARD_FILE = "teacher-embeddings-{}.shard-{:012d}.safetensors"  # key, index of the shard's first text
+SHARD_SIZE = 8192  # texts per shard: a killed teacher pass loses at most this many per process
+EMBEDDING_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+_NUMPY_DTYPES = {"F32": np.float32, "F16": np.float16}
+_FINITE_CHECK_ROWS = 65536
+
+
+def fingerprint(texts: list[str]) -> str:
+    """Content hash of an ordered list of texts."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def teacher_fingerprint(model: AsymmetricDualEncoder) -> dict:
+    """Identity of the document encoder: Hub name + revision, or a hash of its weights when there is no revision."""
+    config = model.config
+    identity = {"teacher": config.teacher_name_or_path, "revision": config.teacher_revision}
+    if config.teacher_revision is None:
+        digest = hashlib.sha256()
+        head = {f"head.{name}": tensor for name, tensor in model.document_head.state_dict().items()}  # Dense layers
+        for name, tensor in sorted({**model.document_encoder.state_dict(), **head}.items()):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().float().numpy().tobytes())
+        identity["weights"] = digest.hexdigest()
+    identity.update(head=[{k: m[k] for k in ("type", "config")} for m in config.head], max_length=config.max_length)
+    return identity
+
+
+PROMPT_TYPES = ("query", "document")
+
+
+def _teacher_encoder(model: AsymmetricDualEncoder, prompt_type: str):
+    """(the teacher's encode function for `prompt_type`, the prompt it puts first)."""
+    if prompt_type not in PROMPT_TYPES:
+        raise ValueError(f"prompt_type must be one of {PROMPT_TYPES}, got {prompt_type!r}.")
+    if prompt_type == "query":
+        return model.encode_teacher_queries, model.config.query_prompt
+    return model.encode_documents, model.config.document_prompt
+
+
+def _cache_key(teacher: dict, texts: list[str]) -> tuple[str, dict]:
+    """(file key, fields it hashes) of `texts` embedded by `teacher` (`teacher_fingerprint` and the prompt)."""
+    fields = {**teacher, "data": fingerprint(texts), "count": len(texts)}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32], fields
+
+
+def _open_embeddings(path: Path) -> tuple[dict, np.ndarray]:
+    """(metadata, embeddings) of a cache file; the embeddings are memory-mapped (copy-on-write), rows are read from
+    disk as they are used."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+    info = header["embeddings"]
+    begin, end = info["data_offsets"]
+    dtype, shape = np.dtype(_NUMPY_DTYPES[info["dtype"]]), tuple(info["shape"])
+    if end - begin != int(np.prod(shape)) * dtype.itemsize:
+        raise ValueError(f"{path}: the header's shape and data size disagree")
+    if not shape[0]:
+        return header.get("__metadata__", {}), np.empty(shape, dtype)
+    return header.get("__metadata__", {}), np.memmap(path, dtype, mode="c", offset=8 + size + begin, shape=shape)
+
+
+def _all_finite(embeddings: np.ndarray) -> bool:
+    """Every value is finite. Read in blocks, whose pages are handed back to the OS after, so the check does not
+    leave the whole file in the process's memory."""
+    finite = all(
+        np.isfinite(embeddings[start : start + _FINITE_CHECK_ROWS]).all()
+        for start in range(0, embeddings.shape[0], _FINITE_CHECK_ROWS)
+    )
+    if isinstance(embeddings, np.memmap) and hasattr(mmap, "MADV_DONTNEED"):
+        embeddings._mmap.madvise(mmap.MADV_DONTNEED)  # unmodified copy-on-write pages: re-read from the file if used
+    return finite
+
+
+def _read_cached(path: Path, key: str, count: int) -> torch.Tensor | None:
+    """The embeddings in a cache file whose metadata repeats `key`, that holds `count` rows, all finite; else None."""
+    try:
+        metadata, embeddings = _open_embeddings(path)
+    except Exception:  # noqa: BLE001 - a missing, truncated or unreadable cache file is recomputed
+        return None
+    if metadata.get("key") != key or embeddings.shape[0] != count:
+        return None
+    if not _all_finite(embeddings):
+        logger.warning("%s holds non-finite teacher embeddings (NaN or inf): ignored, the teacher embeds again", path)
+        return None
+    return torch.from_numpy(embeddings)
+
+
+def _write_cache(path: Path, embeddings: torch.Tensor, metadata: dict[str, str]) -> bool:
+    """Write to a temporary file, then rename it into place: a reader never takes a half-written file, and a run
+    killed mid-write leaves none. A cache that cannot be written (full disk) is skipped with a warning (False)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": embeddings.contiguous()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+        return True
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        logger.warning("Teacher embeddings not cached (%s: %s); this run keeps them in memory", path.parent, error)
+        return False
+
+
+def _count(path: Path) -> int:
+    try:
+        return int(_open_embeddings(path)[0]["count"])
+    except Exception:  # noqa: BLE001 - files without a readable count are not candidates
+        return 0
+
+
+def _cached_prefix(cache_dir: Path, teacher: dict, texts: list[str]) -> torch.Tensor | None:
+    """Embeddings of the longest proper prefix of `texts` that this teacher already embedded.
+
+    With a fixed split seed a larger `max_train_samples` extends the smaller run's queries, so only the new queries
+    need the teacher (hours for a large teacher on CPU).
+    """
+    counts = {_count(path) for path in cache_dir.glob(CACHE_FILE.format("*"))}
+    for count in sorted((c for c in counts if 0 < c < len(texts)), reverse=True):
+        key, _ = _cache_key(teacher, texts[:count])
+        embeddings = _read_cached(cache_dir / CACHE_FILE.format(key), key, count)
+        if embeddings is not None:
+            return embeddings
+    return None
+
+
+def _shard(cache_dir: Path, key: str, first: int, end: int) -> tuple[Path, str]:
+    """(file, key) of the shard holding texts `first` to `end` of the texts keyed `key`."""
+    return cache_dir / SHARD_FILE.format(key, first), f"{key}:{first}:{end}"
+
+
+def _embed_shards(encode, texts: list[str], start: int, cache_dir: Path, key: str, batch_size: int, dtype):
+    """(embeddings of `texts[start:]` shard by shard, how many texts this process embedded). Each process embeds every
+    N-th shard not written yet and writes it, then all read every shard. Collective: every process calls it."""
+    state = PartialState()
+    bounds = [(first, min(first + SHARD_SIZE, len(texts))) for first in range(start, len(texts), SHARD_SIZE)]
+    mine = bounds[state.process_index :: state.num_processes]
+    kept, embedded = {}, 0  # shards that could not be written stay in memory
+    with tqdm(total=sum(end - first for first, end in mine), desc="Teacher: embedding texts", unit="text",
+              disable=not state.is_main_process) as progress:  # fmt: skip
+        for first, end in mine:
+            path, shard_key = _shard(cache_dir, key, first, end)
+            if _read_cached(path, shard_key, end - first) is None:
+                shard = encode(texts[first:end], batch_size=batch_size).to(dtype)
+                if not torch.isfinite(shard).all():
+                    raise FloatingPointError(
+                        f"The teacher's embeddings of texts {first} to {end} hold non-finite values (NaN or inf); its "
+                        "weights or dtype are broken. They were not cached."
+                    )
+                embedded += end - first
+                if not _write_cache(path, shard, {"key": shard_key}):
+                    kept[first] = shard
+            progress.update(end - first)
+    state.wait_for_everyone()
+    if kept and state.num_processes > 1:
+        raise OSError(
+            f"{cache_dir} is not writable, and {state.num_processes} processes share the teacher pass there."
+        )
+    shards = [kept[first] if first in kept else _read_cached(*_shard(cache_dir, key, first, end), end - first)
+              for first, end in bounds]  # fmt: skip
+    return shards, embedded
+
+
+def cached_teacher_embeddings(
+    model: AsymmetricDualEncoder,
+    texts: list[str],
+    cache_dir: str | os.PathLike,
+    batch_size: int = 256,
+    shared_prefix: int = 0,
+    prompt_type: str = "query",
+    dtype: str = "float32",
+) -> torch.Tensor:
+    """Teacher embeddings of `texts` as queries (with the teacher's query prompt, the distillation targets) or as
+    documents (`prompt_type="document"`, with its document prompt), read from `cache_dir` when this teacher already
+    embedded these texts so.
+
+    When a cached file holds the first n texts, the teacher embeds only the rest. The first `shared_prefix` texts
+    (the plain queries before added examples) are also cached on their own, so a later run without the additions
+    reads them too. `dtype` is how they are stored (`float16` halves the file); they are returned memory-mapped in it.
+    Under several processes every process must call it: they share the teacher pass (see the module's docstring).
+    """
+    if dtype not in EMBEDDING_DTYPES:
+        raise ValueError(f"Unknown embedding dtype {dtype!r}; choose one of {tuple(EMBEDDING_DTYPES)}.")
+    encode, prompt = _teacher_encoder(model, prompt_type)
+    teacher = teacher_fingerprint(model)
+    if prompt:  # prompt-free teachers keep the keys of caches written before prompts were read
+        teacher["prompt"] = prompt
+    if dtype != "float32":  # float32 caches keep the keys they had before storage dtypes
+        teacher["dtype"] = dtype
+    key, key_fields = _cache_key(teacher, texts)
+    cache_dir = Path(cache_dir).expanduser()
+    path = cache_dir / CACHE_FILE.format(key)
+    embeddings = _read_cached(path, key, len(texts))
+    if embeddings is not None:
+        logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
+        return embeddings
+    start = time.perf_counter()
+    if 0 < shared_prefix < len(texts):
+        cached_teacher_embeddings(model, texts[:shared_prefix], cache_dir, batch_size, 0, prompt_type, dtype)
+    prefix = _cached_prefix(cache_dir, teacher, texts)
+    done = 0 if prefix is None else len(prefix)
+    shards, embedded = _embed_shards(encode, texts, done, cache_dir, key, batch_size, EMBEDDING_DTYPES[dtype])
+    logger.info(
+        "Teacher embedded %d texts in %.1f s (%d more read from the cache)",
+        embedded,
+        time.perf_counter() - start,
+        len(texts) - embedded,
+    )
+    state = PartialState()
+    written = True
+    if state.is_main_process:
+        embeddings = torch.cat(([prefix] if prefix is not None else []) + shards)
+        written = _write_cache(path, embeddings, {"key": key, **{k: str(v) for k, v in key_fields.items()}})
+        if written:
+            for first in range(done, len(texts), SHARD_SIZE):
+                _shard(cache_dir, key, first, 0)[0].unlink(missing_ok=True)
+    state.wait_for_everyone()
+    if not written:
+        return embeddings
+    return _read_cached(path, key, len(texts))  # memory-mapped: the rows in memory are those in use
