@@ -203,14 +203,15 @@ def alignment_datasets(
     batch_size: int = 256,
     shared_prefixes: list[int] | None = None,
     dtype: str = "float32",
+    precision: str = "float32",
 ) -> list[QueryAlignmentDataset]:
-    """One `QueryAlignmentDataset` per list of texts, with the teacher's embeddings from the cache (or computed, and
-    stored as `dtype`); `shared_prefixes[i]` leading texts of list i are cached on their own too (see
+    """One `QueryAlignmentDataset` per list of texts, with the teacher's embeddings from the cache (or computed in
+    `precision` and stored as `dtype`); `shared_prefixes[i]` leading texts of list i are cached on their own too (see
     `cached_teacher_embeddings`). Collective under several processes: each calls it, they share the teacher pass."""
     return [
         QueryAlignmentDataset(
             texts,
-            cached_teacher_embeddings(model, texts, cache_dir, batch_size, shared, dtype=dtype),
+            cached_teacher_embeddings(model, texts, cache_dir, batch_size, shared, dtype=dtype, precision=precision),
             model,
         )
         for texts, shared in zip(text_lists, shared_prefixes or [0] * len(text_lists), strict=True)

@@ -34,6 +34,7 @@ CACHE_FILE = "teacher-embeddings-{}.safetensors"  # {} = the key of the teacher 
 SHARD_FILE = "teacher-embeddings-{}.shard-{:012d}.safetensors"  # key, index of the shard's first text
 SHARD_SIZE = 8192  # texts per shard: a killed teacher pass loses at most this many per process
 EMBEDDING_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+TEACHER_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _NUMPY_DTYPES = {"F32": np.float32, "F16": np.float16}
 _FINITE_CHECK_ROWS = 65536
 
@@ -63,19 +64,45 @@ def teacher_fingerprint(model: AsymmetricDualEncoder) -> dict:
 PROMPT_TYPES = ("query", "document")
 
 
-def _teacher_encoder(model: AsymmetricDualEncoder, prompt_type: str):
-    """(the teacher's encode function for `prompt_type`, the prompt it puts first)."""
+def _teacher_encoder(model: AsymmetricDualEncoder, prompt_type: str, precision: str = "float32"):
+    """The teacher's encode function for `prompt_type` (each puts its own prompt first), run under autocast to
+    `precision` (`bfloat16`, `float16`) when that is not float32."""
     if prompt_type not in PROMPT_TYPES:
         raise ValueError(f"prompt_type must be one of {PROMPT_TYPES}, got {prompt_type!r}.")
-    if prompt_type == "query":
-        return model.encode_teacher_queries, model.config.query_prompt
-    return model.encode_documents, model.config.document_prompt
+    if precision not in TEACHER_PRECISIONS:
+        raise ValueError(f"Unknown teacher precision {precision!r}; choose one of {tuple(TEACHER_PRECISIONS)}.")
+    encode = model.encode_teacher_queries if prompt_type == "query" else model.encode_documents
+    if precision == "float32":
+        return encode
+
+    def mixed_precision_encode(texts: list[str], **kwargs) -> torch.Tensor:
+        with torch.autocast(model.device.type, dtype=TEACHER_PRECISIONS[precision]):
+            return encode(texts, **kwargs)
+
+    return mixed_precision_encode
 
 
-def _cache_key(teacher: dict, texts: list[str]) -> tuple[str, dict]:
-    """(file key, fields it hashes) of `texts` embedded by `teacher` (`teacher_fingerprint` and the prompt)."""
+def _teacher_identity(model: AsymmetricDualEncoder, prompt_type: str, dtype: str, precision: str) -> dict:
+    """What a cache key hashes besides the texts: `teacher_fingerprint`, the prompt, the storage dtype and the
+    precision the teacher computed in (bf16 embeddings are not the fp32 teacher's: never read as if they were)."""
+    if dtype not in EMBEDDING_DTYPES:
+        raise ValueError(f"Unknown embedding dtype {dtype!r}; choose one of {tuple(EMBEDDING_DTYPES)}.")
+    teacher = teacher_fingerprint(model)
+    prompt = model.config.query_prompt if prompt_type == "query" else model.config.document_prompt
+    if prompt:  # prompt-free teachers keep the keys of caches written before prompts were read
+        teacher["prompt"] = prompt
+    if dtype != "float32":  # float32 caches keep the keys they had before storage dtypes
+        teacher["dtype"] = dtype
+    if precision != "float32":
+        teacher["precision"] = precision
+    return teacher
+
+
+def _cache_key(teacher: dict, texts: list[str]) -> tuple[str, dict[str, str]]:
+    """(file key, the file's metadata: the key and the fields it hashes) of `texts` embedded by `teacher`."""
     fields = {**teacher, "data": fingerprint(texts), "count": len(texts)}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32], fields
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+    return key, {"key": key, **{name: str(value) for name, value in fields.items()}}
 
 
 def _open_embeddings(path: Path) -> tuple[dict, np.ndarray]:
@@ -203,6 +230,7 @@ def cached_teacher_embeddings(
     shared_prefix: int = 0,
     prompt_type: str = "query",
     dtype: str = "float32",
+    precision: str = "float32",
 ) -> torch.Tensor:
     """Teacher embeddings of `texts` as queries (with the teacher's query prompt, the distillation targets) or as
     documents (`prompt_type="document"`, with its document prompt), read from `cache_dir` when this teacher already
@@ -211,17 +239,13 @@ def cached_teacher_embeddings(
     When a cached file holds the first n texts, the teacher embeds only the rest. The first `shared_prefix` texts
     (the plain queries before added examples) are also cached on their own, so a later run without the additions
     reads them too. `dtype` is how they are stored (`float16` halves the file); they are returned memory-mapped in it.
+    `precision` (`bfloat16`, `float16`) runs the teacher under autocast, as mixed-precision training does; it is part
+    of the key.
     Under several processes every process must call it: they share the teacher pass (see the module's docstring).
     """
-    if dtype not in EMBEDDING_DTYPES:
-        raise ValueError(f"Unknown embedding dtype {dtype!r}; choose one of {tuple(EMBEDDING_DTYPES)}.")
-    encode, prompt = _teacher_encoder(model, prompt_type)
-    teacher = teacher_fingerprint(model)
-    if prompt:  # prompt-free teachers keep the keys of caches written before prompts were read
-        teacher["prompt"] = prompt
-    if dtype != "float32":  # float32 caches keep the keys they had before storage dtypes
-        teacher["dtype"] = dtype
-    key, key_fields = _cache_key(teacher, texts)
+    encode = _teacher_encoder(model, prompt_type, precision)
+    teacher = _teacher_identity(model, prompt_type, dtype, precision)
+    key, metadata = _cache_key(teacher, texts)
     cache_dir = Path(cache_dir).expanduser()
     path = cache_dir / CACHE_FILE.format(key)
     embeddings = _read_cached(path, key, len(texts))
@@ -230,7 +254,9 @@ def cached_teacher_embeddings(
         return embeddings
     start = time.perf_counter()
     if 0 < shared_prefix < len(texts):
-        cached_teacher_embeddings(model, texts[:shared_prefix], cache_dir, batch_size, 0, prompt_type, dtype)
+        cached_teacher_embeddings(
+            model, texts[:shared_prefix], cache_dir, batch_size, 0, prompt_type, dtype, precision
+        )
     prefix = _cached_prefix(cache_dir, teacher, texts)
     done = 0 if prefix is None else len(prefix)
     shards, embedded = _embed_shards(encode, texts, done, cache_dir, key, batch_size, EMBEDDING_DTYPES[dtype])
@@ -244,7 +270,7 @@ def cached_teacher_embeddings(
     written = True
     if state.is_main_process:
         embeddings = torch.cat(([prefix] if prefix is not None else []) + shards)
-        written = _write_cache(path, embeddings, {"key": key, **{k: str(v) for k, v in key_fields.items()}})
+        written = _write_cache(path, embeddings, metadata)
         if written:
             for first in range(done, len(texts), SHARD_SIZE):
                 _shard(cache_dir, key, first, 0)[0].unlink(missing_ok=True)
@@ -252,3 +278,24 @@ def cached_teacher_embeddings(
     if not written:
         return embeddings
     return _read_cached(path, key, len(texts))  # memory-mapped: the rows in memory are those in use
+
+
+def write_teacher_embeddings(
+    model: AsymmetricDualEncoder,
+    texts: list[str],
+    embeddings: torch.Tensor,
+    cache_dir: str | os.PathLike,
+    prompt_type: str = "query",
+    dtype: str = "float32",
+    precision: str = "float32",
+) -> Path:
+    """Store embeddings of `texts` computed elsewhere (another job, another machine) where `cached_teacher_embeddings`
+    with the same teacher, texts, prompt type, dtype and precision reads them; returns the file."""
+    if embeddings.shape[0] != len(texts):
+        raise ValueError(f"{len(texts)} texts but {embeddings.shape[0]} embeddings.")
+    _teacher_encoder(model, prompt_type, precision)  # checks the prompt type and precision
+    key, metadata = _cache_key(_teacher_identity(model, prompt_type, dtype, precision), texts)
+    path = Path(cache_dir).expanduser() / CACHE_FILE.format(key)
+    if not _write_cache(path, embeddings.to(EMBEDDING_DTYPES[dtype]), metadata):
+        raise OSError(f"Cannot write the teacher embeddings into {cache_dir}.")
+    return path

@@ -72,6 +72,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     )
     if student_args.freeze_embeddings:
         model.query_encoder.get_input_embeddings().requires_grad_(False)
+    model.to(training_args.device)  # the accelerator accelerate picked, for the teacher pass too
     datasets = alignment_datasets(  # every process embeds its share; plain queries are cached apart from additions
         model,
         [train_texts, eval_texts],
@@ -79,6 +80,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         data_args.teacher_batch_size,
         shared_prefixes=[len(train_queries), 0],
         dtype=data_args.embedding_dtype,
+        precision="bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else "float32",
     )
     with input_errors(), push_errors(hub_repo_id(training_args)):  # a push creates its repository here
         trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate import PartialState
+
 from hfdistill.cli import parse_args
 from hfdistill.evaluation import evaluate_student, format_report, load_student, resolve_task
 
@@ -28,13 +30,14 @@ class EvaluationArguments:
     output_dir: str = field(default="out/eval", metadata={"help": "Where eval_results.json is written."})
     cache_dir: str = field(default="~/.cache/hfdistill/embeddings", metadata={"help": "Teacher embedding cache."})
     batch_size: int = field(default=64, metadata={"help": "Encoding batch size."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: the accelerator, if any)."})
 
 
 def main(args: EvaluationArguments) -> list[dict]:
     tasks = [resolve_task(name, args.data_dir) for name in args.tasks]  # fail on a bad task before loading models
     reports = []
     for name in args.model:
-        model = load_student(name)
+        model = load_student(name).to(args.device or PartialState().device)
         report = evaluate_student(model, name, tasks, args.cache_dir, args.batch_size)
         print(format_report(report))
         out = Path(args.output_dir)

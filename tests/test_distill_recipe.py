@@ -1,6 +1,7 @@
 """The distill recipe end to end: real MiniLM teacher on real queries, and a 2-process accelerate launch."""
 
 import json
+import math
 import os
 import re
 import runpy
@@ -228,3 +229,20 @@ def test_killed_runs_resume_to_the_same_step_and_no_file_holds_the_token(tiny_te
     again = run_script(args + ["--resume_from_checkpoint", "true"], env)  # a finished run is left as it is
     assert f"{out} holds a finished run (150 steps): nothing to resume" in again.stdout
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == saved
+
+
+def test_bf16_mixed_precision_trains_and_embeds_on_cpu(tiny_teacher, queries, tmp_path):
+    out = tmp_path / "bf16"
+    run_script(tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
+               + ["--max_steps", "4", "--learning_rate", "5e-3", "--output_dir", str(out), "--save_strategy", "no",
+                  "--bf16", "true", "--use_cpu", "true"], ENV)  # fmt: skip
+    trained = json.loads((out / "alignment_results.json").read_text())
+    assert math.isfinite(trained["eval_loss"]) and 0.5 < trained["eval_mean_cosine"] <= 1.0
+    assert json.loads((out / "distillation.json").read_text())["global_steps"] == 4
+    caches = list((tmp_path / "cache").glob("teacher-embeddings-*.safetensors"))
+    assert len(caches) == 2
+    for path in caches:  # the teacher ran under bf16 autocast, and the key says so
+        with safe_open(path, framework="pt") as f:
+            assert f.metadata()["precision"] == "bfloat16"
+    model = AsymmetricDualEncoder.from_pretrained(out)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # mixed precision: weights stay float32

@@ -285,3 +285,13 @@ def test_two_processes_share_the_teacher_pass_and_write_the_single_process_cache
     reread = cached_teacher_embeddings(model, texts, tmp_path / "cache", batch_size=64)  # one process reuses it
     torch.testing.assert_close(reread, single, atol=1e-5, rtol=1e-4)
     print(f"2-process teacher pass of 4,096 texts, launch included: {seconds:.1f} s")
+
+
+def test_a_bfloat16_teacher_pass_is_cached_apart_from_the_float32_one(tiny_student, queries, tmp_path):
+    full = cached_teacher_embeddings(tiny_student, queries, tmp_path)
+    mixed = cached_teacher_embeddings(tiny_student, queries, tmp_path, precision="bfloat16")
+    assert 0 < (mixed - full).abs().max() < 0.05  # bf16's rounding (the fp32 pass repeats exactly), not a read back
+    assert len(list(tmp_path.iterdir())) == 2
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, queries, tmp_path), full)
+    with pytest.raises(ValueError, match=r"Unknown teacher precision 'int4'"):
+        cached_teacher_embeddings(tiny_student, queries, tmp_path, precision="int4")
