@@ -10,14 +10,14 @@ from transformers import HfArgumentParser
 
 @contextmanager
 def input_errors():
-    """Bad input (`ValueError`, `OSError`: a setting, a file, a teacher that cannot be read; a `PushError`) ends a
-    recipe with one line naming the problem, not a traceback. Recipes wrap what they check before any expensive work
-    in it."""
+    """Bad input (`ValueError`, `OSError`: a setting, a file, a teacher that cannot be read; a `PushError`; an
+    `ImportError` naming a missing extra) ends a recipe with one line naming the problem, not a traceback. Recipes
+    wrap what they check before any expensive work in it."""
     from .hub import PushError
 
     try:
         yield
-    except (ValueError, OSError, PushError) as error:
+    except (ValueError, OSError, ImportError, PushError) as error:
         raise SystemExit(f"error: {error}") from None
 
 

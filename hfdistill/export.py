@@ -1,0 +1,148 @@
+"""A student's query side (or its teacher's) outside PyTorch: ONNX export, optional int8 dynamic quantization, and a
+small ONNX Runtime encoder with the student's `encode_queries`.
+
+The exported graph maps token ids to the final query embedding: encoder, pooling, any Dense layer and normalization,
+exported by `torch.onnx.export` and quantized by `onnxruntime.quantization.quantize_dynamic` (no graph surgery here).
+The folder also holds the tokenizer and the prompt, so queries are read exactly as the torch student reads them.
+Document embeddings stay the teacher's torch ones: the index does not change.
+"""
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoTokenizer
+
+from .modeling_asymmetric import AsymmetricDualEncoder
+
+BACKENDS = ("onnx",)
+QUANTIZATIONS = ("int8",)
+ENCODER_FILE = "query_encoder.json"  # what the exported folder encodes, and how it reads queries
+ONNX_FILES = {None: "model.onnx", "int8": "model_qint8.onnx"}
+ONNX_HELP = "pip install 'hfdistill[onnx]' (onnxruntime, onnx, onnxscript)"
+
+
+def _require_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError(f"ONNX export and inference need onnxruntime: {ONNX_HELP}.") from None
+    return onnxruntime
+
+
+def check_export(backend: str, quantize: str | None) -> None:
+    """One clear error for an unknown backend or quantization, or a missing runtime, before any work."""
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantize!r} for backend {backend!r}; choose one of {QUANTIZATIONS}.")
+    _require_onnxruntime()
+
+
+class _QueryEmbedding(nn.Module):
+    """Token ids and attention mask to the final query embedding of one side of the model, as one graph."""
+
+    def __init__(self, model: AsymmetricDualEncoder, side: str):
+        super().__init__()
+        self.model, self.side = model, side
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        encoder = self.model.query_encoder if self.side == "student" else self.model.document_encoder
+        return self.model._embed(encoder, input_ids, attention_mask)[0]
+
+
+def _onnx_export(graph: nn.Module, inputs: tuple, path: Path) -> None:
+    """torch's TorchScript exporter (fast), or its dynamo exporter for what TorchScript cannot trace (Gemma 3)."""
+    options = dict(
+        input_names=["input_ids", "attention_mask"],
+        output_names=["sentence_embedding"],
+        dynamic_axes={name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask")}
+        | {"sentence_embedding": {0: "batch"}},
+        opset_version=18,
+    )
+    try:
+        torch.onnx.export(graph, inputs, str(path), dynamo=False, **options)
+    except RuntimeError:
+        torch.onnx.export(graph, inputs, str(path), dynamo=True, **options)
+
+
+def export_query_encoder(
+    model: AsymmetricDualEncoder,
+    directory: str | Path,
+    backend: str = "onnx",
+    quantize: str | None = None,
+    side: str = "student",
+) -> Path:
+    """Write the query encoder of `side` (`student`, or `teacher` for side-by-side baselines) to `directory` as ONNX
+    (`onnx/model.onnx`), int8 dynamic-quantized when `quantize="int8"` (`onnx/model_qint8.onnx`), with its tokenizer
+    and prompt. Load it with `OnnxQueryEncoder(directory)`. Returns the ONNX file."""
+    check_export(backend, quantize)
+    if side not in ("student", "teacher"):
+        raise ValueError(f"side must be 'student' or 'teacher', got {side!r}.")
+    directory = Path(directory)
+    (directory / "onnx").mkdir(parents=True, exist_ok=True)
+    model = model.eval().to("cpu")
+    sample = model.tokenizer(["what is a dense retriever", "query"], padding=True, return_tensors="pt")
+    graph = _QueryEmbedding(model, side)
+    target = directory / "onnx" / ONNX_FILES[quantize]
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = directory / "onnx" / ONNX_FILES[None] if quantize is None else Path(tmp) / ONNX_FILES[None]
+        _onnx_export(graph, (sample["input_ids"], sample["attention_mask"]), plain)
+        if quantize == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            # per-channel int8 weights of the matrix products; the embedding lookup stays float (it is no compute)
+            quantize_dynamic(
+                str(plain), str(target), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+            )
+    model.tokenizer.save_pretrained(directory)
+    prompt = model.config.student_prompt if side == "student" else model.config.query_prompt
+    teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
+    layers = model.config.student_layers if side == "student" else teacher_layers
+    (directory / ENCODER_FILE).write_text(
+        json.dumps(
+            {
+                "side": side,
+                "teacher": model.config.teacher_name_or_path,
+                "layers": list(layers),
+                "prompt": prompt,
+                "max_length": model.config.max_length,
+                "embedding_dim": model.config.embedding_dim,
+                "file_name": f"onnx/{target.name}",
+                "quantize": quantize,
+            },
+            indent=2,
+        )
+    )
+    return target
+
+
+class OnnxQueryEncoder:
+    """An exported query encoder run by ONNX Runtime: `encode_queries` as the torch student's (prompt first, batches
+    of similar length), a `(n, d)` float tensor."""
+
+    def __init__(self, directory: str | Path, file_name: str | None = None, num_threads: int | None = None):
+        onnxruntime = _require_onnxruntime()
+        directory = Path(directory)
+        if not (directory / ENCODER_FILE).is_file():
+            raise ValueError(f"{directory} is not an exported query encoder (no {ENCODER_FILE}); see export.py.")
+        self.config = json.loads((directory / ENCODER_FILE).read_text())
+        self.tokenizer = AutoTokenizer.from_pretrained(directory)
+        options = onnxruntime.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        path = directory / (file_name or self.config["file_name"])
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def encode_queries(self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False):
+        prompt, order = self.config["prompt"], sorted(range(len(queries)), key=lambda i: -len(queries[i]))
+        out = torch.empty(len(queries), self.config["embedding_dim"])
+        for start in range(0, len(queries), batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer([prompt + queries[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.config["max_length"], return_tensors="np")  # fmt: skip
+            inputs = {"input_ids": batch["input_ids"].astype("int64"), "attention_mask": batch["attention_mask"]}
+            out[idx] = torch.from_numpy(self.session.run(None, {k: v.astype("int64") for k, v in inputs.items()})[0])
+        return out

@@ -1,0 +1,38 @@
+"""Export a student's query encoder for serving outside PyTorch: ONNX, optionally int8 dynamic-quantized.
+
+python recipes/export.py --model out/minilm-2L --backend onnx --quantize int8 --output_dir out/minilm-2L-onnx
+
+The folder holds `onnx/model.onnx` (or `onnx/model_qint8.onnx`), the tokenizer and the prompt; load it with
+`hfdistill.export.OnnxQueryEncoder(folder).encode_queries(queries)`. Documents stay the teacher's torch embeddings.
+"""
+
+from dataclasses import dataclass, field
+
+from hfdistill.cli import input_errors, parse_args
+from hfdistill.evaluation import load_student
+from hfdistill.export import BACKENDS, QUANTIZATIONS, check_export, export_query_encoder
+
+
+@dataclass
+class ExportArguments:
+    model: str = field(metadata={"help": "Folder or Hub id of an hfdistill student."})
+    output_dir: str = field(metadata={"help": "Where the exported query encoder is written."})
+    backend: str = field(default="onnx", metadata={"help": f"Runtime to export for: {BACKENDS}."})
+    quantize: str | None = field(
+        default=None, metadata={"help": f"Weight quantization: {QUANTIZATIONS} (default none)."}
+    )
+    side: str = field(default="student", metadata={"help": "`student`, or `teacher` (its query side, a baseline)."})
+
+
+def main(args: ExportArguments) -> None:
+    with input_errors():
+        check_export(args.backend, args.quantize)
+        model = load_student(args.model)
+    path = export_query_encoder(model, args.output_dir, args.backend, args.quantize, args.side)
+    print(f"Exported the {args.side} query encoder of {args.model} to {path}")
+
+
+if __name__ == "__main__":
+    with input_errors():
+        arguments = parse_args((ExportArguments,))
+    main(*arguments)

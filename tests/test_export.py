@@ -1,0 +1,70 @@
+import builtins
+import json
+import os
+
+import pytest
+import torch
+
+from hfdistill.export import OnnxQueryEncoder, check_export, export_query_encoder
+from tests.conftest import run_script
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def test_exported_query_encoders_match_the_torch_student(tmp_path, family_teacher, queries):
+    """fp32 ONNX to 1e-4; int8 weights (per channel, matrix products only) keep cosine >= 0.98: the bound leaves
+    room for tiny random models, whose int8 error is larger than a trained MiniLM's (0.994 at worst, docs)."""
+    from hfdistill import AsymmetricDualEncoder
+
+    name, teacher = family_teacher
+    prompt_free = {"student_query_prompt": ""} if name.startswith("qwen3") else {}
+    model = AsymmetricDualEncoder.from_teacher(teacher, [0, 3], **prompt_free)
+    with torch.no_grad():
+        for p in model.query_encoder.parameters():
+            p.add_(torch.randn_like(p) * 0.02)  # a student that is not the teacher's copy
+    torch_embeddings = model.encode_queries(queries[:64])
+    export_query_encoder(model, tmp_path / "fp32")
+    fp32 = OnnxQueryEncoder(tmp_path / "fp32").encode_queries(queries[:64], batch_size=16)
+    torch.testing.assert_close(fp32, torch_embeddings, atol=1e-4, rtol=1e-4)
+    export_query_encoder(model, tmp_path / "int8", quantize="int8")
+    int8 = OnnxQueryEncoder(tmp_path / "int8").encode_queries(queries[:64], batch_size=16)
+    assert torch.nn.functional.cosine_similarity(int8, torch_embeddings).min() > 0.98
+    config = json.loads((tmp_path / "int8" / "query_encoder.json").read_text())
+    assert config["file_name"] == "onnx/model_qint8.onnx" and config["prompt"] == model.config.student_prompt
+
+
+def test_export_errors_before_any_work(tmp_path, tiny_teacher, monkeypatch):
+    with pytest.raises(ValueError, match=r"Unknown backend 'tflite'; choose one of \('onnx',\)"):
+        check_export("tflite", None)
+    with pytest.raises(ValueError, match=r"Unknown quantization 'int4' for backend 'onnx'; choose one of \('int8',\)"):
+        check_export("onnx", "int4")
+    with pytest.raises(ValueError, match="is not an exported query encoder"):
+        OnnxQueryEncoder(tmp_path)
+    result = run_script(["recipes/export.py", "--model", tiny_teacher, "--output_dir", str(tmp_path / "out")],
+                        ENV, check=False)  # fmt: skip
+    assert result.returncode == 1 and "is not an hfdistill student (model_type='bert')" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    real_import = builtins.__import__
+
+    def without_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_onnxruntime)
+    with pytest.raises(ImportError, match=r"need onnxruntime: pip install 'hfdistill\[onnx\]'"):
+        check_export("onnx", "int8")
+
+
+def test_export_recipe_writes_a_loadable_int8_encoder(tmp_path, tiny_student, queries):
+    tiny_student.save_pretrained(tmp_path / "student")
+    run_script(["recipes/export.py", "--model", str(tmp_path / "student"), "--quantize", "int8", "--output_dir",
+                str(tmp_path / "onnx")], ENV)  # fmt: skip
+    encoder = OnnxQueryEncoder(tmp_path / "onnx", num_threads=1)
+    exported, student = encoder.encode_queries(queries), tiny_student.encode_queries(queries)
+    assert torch.nn.functional.cosine_similarity(exported, student).min() > 0.98
+    teacher_side = export_query_encoder(
+        tiny_student, tmp_path / "teacher", side="teacher"
+    )  # the side-by-side baseline
+    teacher_onnx = OnnxQueryEncoder(teacher_side.parents[1]).encode_queries(queries)
+    torch.testing.assert_close(teacher_onnx, tiny_student.encode_teacher_queries(queries), atol=1e-4, rtol=1e-4)
