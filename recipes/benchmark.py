@@ -1,6 +1,7 @@
 """Benchmark query-encoding speed of a student against its teacher, side by side on real MS MARCO dev queries.
 
-python recipes/benchmark.py --model out/minilm-2L --output_dir out/minilm-2L --threads 2
+python recipes/benchmark.py --model out/minilm-2L --output_dir out/minilm-2L --threads 2 \
+    --backends torch onnx onnx-int8  # ONNX Runtime fp32 and int8 side by side (pip install 'hfdistill[onnx]')
 """
 
 import json
@@ -8,8 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfdistill.benchmark import format_speed, measure_speed
-from hfdistill.cli import parse_args
+from hfdistill.benchmark import BACKENDS, format_speed, measure_speed
+from hfdistill.cli import input_errors, parse_args
 from hfdistill.data import load_queries
 from hfdistill.evaluation import load_student
 
@@ -24,13 +25,19 @@ class BenchmarkArguments:
     threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's choice)."})
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128], metadata={"help": "Batch sizes."})
     repeats: int = field(default=5, metadata={"help": "Timed passes per batch size (median reported)."})
+    backends: list[str] = field(
+        default_factory=lambda: ["torch"], metadata={"help": f"Runtimes of teacher and student: {BACKENDS}."}
+    )
     output_dir: str = field(default="out/benchmark", metadata={"help": "Where speed_results.json is written."})
 
 
 def main(args: BenchmarkArguments) -> dict:
-    model = load_student(args.model).to(args.device)
-    queries = load_queries(args.queries)
-    results = measure_speed(model, queries, tuple(args.batch_sizes), args.repeats, args.threads)
+    with input_errors():
+        model = load_student(args.model).to(args.device)
+        queries = load_queries(args.queries)
+        results = measure_speed(
+            model, queries, tuple(args.batch_sizes), args.repeats, args.threads, backends=args.backends
+        )
     results["model"] = args.model
     print(f"{args.model} vs {results['teacher']} on {results['device']}, {results['threads']} threads")
     print(format_speed(results))

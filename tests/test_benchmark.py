@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hfdistill.benchmark import measure_speed, speedups
+from hfdistill.benchmark import format_speed, measure_speed, speedups
 from tests.conftest import run_script
 
 
@@ -30,6 +30,26 @@ def test_measure_speed_schema(tiny_student, queries):
     )
     with pytest.raises(ValueError, match="No queries"):
         measure_speed(tiny_student, [])
+
+
+def test_speedups_of_other_backends_against_both_teachers():
+    throughput = {"32": {"teacher": 100.0, "student": 300.0, "teacher (onnx-int8)": 250.0,
+                         "student (onnx-int8)": 750.0}}  # fmt: skip
+    latency = {name: {"p50_ms": 60.0 / qps, "p99_ms": 90.0 / qps} for name, qps in throughput["32"].items()}
+    ratios = speedups(throughput, latency)["backends"]["onnx-int8"]
+    assert ratios["vs_torch_teacher"] == {"32": 7.5} and ratios["vs_same_backend_teacher"] == {"32": 3.0}
+    assert ratios["latency_p50_vs_torch_teacher"] == pytest.approx(7.5)
+
+
+def test_every_backend_measured_in_one_run(tiny_student, queries):
+    results = measure_speed(tiny_student, queries, batch_sizes=(1, 8), repeats=1, num_threads=1, latency_queries=5,
+                            backends=("torch", "onnx", "onnx-int8"))  # fmt: skip
+    names = {"teacher", "student", "teacher (onnx)", "student (onnx)", "teacher (onnx-int8)", "student (onnx-int8)"}
+    assert set(results["throughput_qps"]["8"]) == set(results["latency_batch1"]) == names
+    assert set(results["speedup"]["backends"]) == {"onnx", "onnx-int8"}
+    assert "onnx-int8: student q/s, x the torch teacher, x the onnx-int8 teacher" in format_speed(results)
+    with pytest.raises(ValueError, match=r"backends must include 'torch' .* got \('onnx', 'tflite'\)"):
+        measure_speed(tiny_student, queries, backends=("onnx", "tflite"))
 
 
 def test_benchmark_recipe_writes_json(tiny_student, queries, tmp_path):
