@@ -31,7 +31,8 @@ class AsymmetricEncoder(AbsEncoder):
     """mteb encoder protocol for an `AsymmetricDualEncoder`.
 
     Documents (and, with `role="teacher"`, queries too) are encoded by the frozen teacher and cached on disk, keyed by
-    the teacher's identity and the exact texts, so a second student re-encodes only its queries.
+    the teacher's identity and the exact texts, so a second student re-encodes only its queries. `query_encoder`
+    replaces the student's torch `encode_queries` (e.g. an exported ONNX or int8 one, `export.OnnxQueryEncoder`).
     """
 
     def __init__(
@@ -41,10 +42,12 @@ class AsymmetricEncoder(AbsEncoder):
         role: str = "student",
         cache_dir: str | Path = "~/.cache/hfdistill/embeddings",
         batch_size: int = 64,
+        query_encoder=None,
     ):
         if role not in ("student", "teacher"):
             raise ValueError(f"role must be 'student' or 'teacher', got {role!r}.")
         self.model, self.role, self.cache_dir, self.batch_size = model, role, cache_dir, batch_size
+        self.encode_queries = query_encoder.encode_queries if query_encoder is not None else model.encode_queries
         revision = model.config.teacher_revision if role == "teacher" else None
         self.mteb_model_meta = ModelMeta.create_empty(
             overwrites={
@@ -64,7 +67,7 @@ class AsymmetricEncoder(AbsEncoder):
             return cached_teacher_embeddings(
                 self.model, texts, self.cache_dir, self.batch_size, prompt_type=side
             ).numpy()
-        return self.model.encode_queries(texts, self.batch_size, show_progress_bar=True).numpy()
+        return self.encode_queries(texts, self.batch_size, show_progress_bar=True).numpy()
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -226,8 +229,10 @@ def evaluate_student(
     tasks: list[AbsTaskRetrieval],
     cache_dir: str | Path = "~/.cache/hfdistill/embeddings",
     batch_size: int = 64,
+    query_encoder=None,
 ) -> dict:
-    """Teacher and student scores per task and the paper's retention (student nDCG@10 / teacher nDCG@10, mean)."""
+    """Teacher and student scores per task and the paper's retention (student nDCG@10 / teacher nDCG@10, mean);
+    `query_encoder` scores an exported query encoder of the student instead of its torch one."""
     report = {
         "teacher": model.config.teacher_name_or_path,
         "student": name,
@@ -237,7 +242,9 @@ def evaluate_student(
     for task in tasks:
         start = time.perf_counter()
         teacher = teacher_scores(model, task, cache_dir, batch_size)
-        student = retrieval_scores(AsymmetricEncoder(model, name, "student", cache_dir, batch_size), task)
+        student = retrieval_scores(
+            AsymmetricEncoder(model, name, "student", cache_dir, batch_size, query_encoder), task
+        )
         report["tasks"][task.metadata.name] = {
             "teacher": teacher,
             "student": student,

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from hfdistill.cli import parse_args
+from hfdistill.cli import input_errors, parse_args
 from hfdistill.evaluation import evaluate_student, format_report, load_student, resolve_task
+from hfdistill.export import OnnxQueryEncoder
 
 
 @dataclass
@@ -31,14 +32,23 @@ class EvaluationArguments:
     cache_dir: str = field(default="~/.cache/hfdistill/embeddings", metadata={"help": "Teacher embedding cache."})
     batch_size: int = field(default=64, metadata={"help": "Encoding batch size."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: the accelerator, if any)."})
+    query_encoder: str | None = field(
+        default=None, metadata={"help": "Folder of the student's exported query encoder (recipes/export.py) to score."}
+    )
 
 
 def main(args: EvaluationArguments) -> list[dict]:
-    tasks = [resolve_task(name, args.data_dir) for name in args.tasks]  # fail on a bad task before loading models
+    with input_errors():  # a bad task, model or exported encoder fails before any encoding
+        tasks = [resolve_task(name, args.data_dir) for name in args.tasks]
+        query_encoder = OnnxQueryEncoder(args.query_encoder) if args.query_encoder else None
+        if query_encoder is not None and len(args.model) != 1:
+            raise ValueError("--query_encoder scores one exported student: give its --model (whose teacher indexes).")
     reports = []
     for name in args.model:
         model = load_student(name).to(args.device or PartialState().device)
-        report = evaluate_student(model, name, tasks, args.cache_dir, args.batch_size)
+        report = evaluate_student(model, name, tasks, args.cache_dir, args.batch_size, query_encoder)
+        if query_encoder is not None:
+            report["query_encoder"] = {"path": args.query_encoder, **query_encoder.config}
         print(format_report(report))
         out = Path(args.output_dir)
         if len(args.model) > 1:

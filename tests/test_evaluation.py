@@ -249,3 +249,27 @@ def test_teacher_ndcg_equals_plain_mteb_on_real_scifact(minilm, tmp_path):
     )
     assert ours["ndcg_at_10"] == pytest.approx(plain.task_results[0].scores["test"][0]["ndcg_at_10"], abs=1e-4)
     assert 0.3 < ours["ndcg_at_10"] <= 1.0
+
+
+def test_evaluate_recipe_scores_an_exported_query_encoder(tiny_student, beir, tmp_path):
+    from hfdistill.export import export_query_encoder
+
+    tiny_student.save_pretrained(tmp_path / "student")
+    export_query_encoder(tiny_student, tmp_path / "onnx")
+    export_query_encoder(tiny_student, tmp_path / "int8", quantize="int8")
+    common = ["--model", str(tmp_path / "student"), "--tasks", "tinybeir", "--data_dir", str(beir.parent),
+              "--cache_dir", str(tmp_path / "c")]  # fmt: skip
+    reports = {}
+    for name in ("torch", "onnx", "int8"):
+        exported = ["--query_encoder", str(tmp_path / name)] if name != "torch" else []
+        run_script(["recipes/evaluate.py", *common, *exported, "--output_dir", str(tmp_path / f"eval-{name}")])
+        reports[name] = json.loads((tmp_path / f"eval-{name}" / "eval_results.json").read_text())
+    scores = {name: report["tasks"]["tinybeir"]["student"]["ndcg_at_10"] for name, report in reports.items()}
+    assert scores["onnx"] == pytest.approx(scores["torch"], abs=1e-6)  # fp32 ONNX ranks as torch does
+    assert abs(scores["int8"] - scores["torch"]) < 0.2
+    assert reports["int8"]["query_encoder"]["quantize"] == "int8" and "query_encoder" not in reports["torch"]
+    teacher = {name: report["tasks"]["tinybeir"]["teacher"]["ndcg_at_10"] for name, report in reports.items()}
+    assert len(set(teacher.values())) == 1  # documents stay the teacher's torch embeddings
+    result = run_script(["recipes/evaluate.py", *common, "--query_encoder", str(tmp_path / "student"),
+                         "--output_dir", str(tmp_path / "bad")], check=False)  # fmt: skip
+    assert result.returncode == 1 and "is not an exported query encoder" in result.stderr
