@@ -25,13 +25,14 @@ def select_layers(strategy: str, num_student_layers: int, num_teacher_layers: in
     """Teacher layer indices (0-based) kept by a named strategy.
 
     `top_bottom` keeps the top and bottom layers (the paper's best: [0, 11] of 12, [11] for one layer),
-    `first`/`last` a contiguous block, `uniform` every (n/k)-th layer ending at the top ([5, 11] of 12).
+    `first`/`last` a contiguous block, `uniform` every (n/k)-th layer ending at the top ([5, 11] of 12). With 0
+    layers every strategy keeps none: the student is the teacher's token embeddings and head.
     """
     if strategy not in LAYER_STRATEGIES:
         raise ValueError(f"Unknown layer strategy {strategy!r}; choose one of {LAYER_STRATEGIES} or give indices.")
-    if not 1 <= num_student_layers <= num_teacher_layers:
+    if not 0 <= num_student_layers <= num_teacher_layers:
         raise ValueError(
-            f"num_student_layers={num_student_layers} must be between 1 and the teacher's {num_teacher_layers} layers."
+            f"num_student_layers={num_student_layers} must be between 0 and the teacher's {num_teacher_layers} layers."
         )
     k, n = num_student_layers, num_teacher_layers
     if strategy == "first":
@@ -45,9 +46,8 @@ def select_layers(strategy: str, num_student_layers: int, num_teacher_layers: in
 
 
 def validate_layers(layers: list[int], num_teacher_layers: int) -> list[int]:
-    """Check explicit layer indices against the teacher's depth; returns them in teacher order."""
-    if not layers:
-        raise ValueError("student_layers is empty: keep at least one teacher layer, e.g. [0, 5].")
+    """Check explicit layer indices against the teacher's depth; returns them in teacher order. `[]` keeps none: a
+    0-layer student (the teacher's token embeddings, pooling and head)."""
     if any(not isinstance(i, int) or isinstance(i, bool) for i in layers):
         raise ValueError(f"student_layers must be integers, got {layers!r}.")
     if len(set(layers)) != len(layers):

@@ -21,10 +21,12 @@ class StudentArguments:
         teacher (`str`): Hub id or local path of the teacher (kept frozen as the document encoder).
         teacher_revision (`str`, *optional*): Hub revision of the teacher.
         student_layers (`list[int]` or `"auto"`, *optional*): explicit 0-based teacher layers to keep (overrides the
-            strategy), or `auto` (same as `layer_strategy: auto`).
+            strategy), or `auto` (same as `layer_strategy: auto`). `[]` keeps none: a 0-layer student, the teacher's
+            token embeddings, pooling and head trained to the same targets (on the command line:
+            `--num_student_layers 0`).
         layer_strategy (`str`): `top_bottom`, `first`, `last`, `uniform` or `auto` (candidates ranked by how the
             untrained students agree with the teacher on the held-out queries), used when no indices are given.
-        num_student_layers (`int`): number of layers the strategy keeps.
+        num_student_layers (`int`): number of layers the strategy keeps (0 for a 0-layer student).
         selection_proxy (`str`): how `auto` scores candidates untrained: `cosine`, `neighbours` or `cka` (see
             `hfdistill.layer_selection`).
         selection_training_steps (`int`): when > 0, `auto` then trains the proxy's top `selection_shortlist`
@@ -59,7 +61,9 @@ class StudentArguments:
         default="top_bottom",
         metadata={"help": f"Layer selection when no indices are given: {LAYER_STRATEGIES} or auto (ranked by proxy)."},
     )
-    num_student_layers: int = field(default=2, metadata={"help": "Number of layers the strategy keeps."})
+    num_student_layers: int = field(
+        default=2, metadata={"help": "Number of layers the strategy keeps; 0: token embeddings and head only."}
+    )
     selection_proxy: str = field(
         default="cosine", metadata={"help": f"How `auto` scores untrained candidate layer sets: {tuple(PROXIES)}."}
     )
@@ -101,9 +105,7 @@ class StudentArguments:
             raise ValueError(f"Unknown selection_proxy {self.selection_proxy!r}; choose one of {tuple(PROXIES)}.")
         if self.student_layers in ("auto", ["auto"]):
             self.student_layers, self.layer_strategy = None, "auto"
-        elif self.student_layers == []:
-            raise ValueError("student_layers is empty: keep at least one teacher layer, e.g. `0 5`.")
-        elif self.student_layers is not None:
+        elif self.student_layers is not None:  # [] (a config's `student_layers: []`): a 0-layer student
             try:
                 self.student_layers = [int(index) for index in self.student_layers]
             except (TypeError, ValueError):

@@ -58,7 +58,9 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         if data_args.vocabulary_query_fraction:
             tokenizer = AutoTokenizer.from_pretrained(student_args.teacher, revision=student_args.teacher_revision)
         train_texts = data_args.training_examples(train_queries, training_args.seed, tokenizer)
-    layers, selection = student_args.student_layers or student_args.layer_strategy, None
+    layers, selection = student_args.student_layers, None  # [] is a 0-layer student
+    if layers is None:
+        layers = student_args.layer_strategy
     if layers == "auto":  # rank candidates by a proxy on held-out queries (then short runs, if asked)
         selection = select_student_layers(student_args, data_args, training_args, train_texts, eval_texts)
         layers, selection["ranking"] = selection["selected"], selection["ranking"][:10]

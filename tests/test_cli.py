@@ -62,7 +62,7 @@ def test_teacher_configs_build_with_a_tiny_model_of_the_checkpoints_architecture
     teacher = write_st_teacher(tmp_path, family, pooling, prompts=prompts, num_layers=num_layers)
     path = ROOT / "recipes" / "configs" / f"{config}.yaml"
     student, _, _ = parse_args(TYPES, [str(path), "--teacher", teacher, "--output_dir", str(tmp_path / "out")])
-    layers_or_strategy = student.student_layers or student.layer_strategy
+    layers_or_strategy = student.student_layers if student.student_layers is not None else student.layer_strategy
     model = AsymmetricDualEncoder.from_teacher(
         student.teacher, layers_or_strategy, student.num_student_layers, **student.teacher_kwargs
     )
@@ -110,15 +110,21 @@ def test_settings_that_cannot_train_are_rejected_when_parsed(tmp_path, option, v
         parse_args(TYPES, ["--train_queries", "q.tsv", "--output_dir", str(tmp_path), f"--{option}={value}"])
 
 
-def test_empty_student_layers_is_the_same_error_in_yaml_on_the_command_line_and_in_python(tmp_path, tiny_teacher):
-    config = tmp_path / "empty.yaml"
-    config.write_text(f"student_layers: []\ntrain_queries: q.tsv\noutput_dir: {tmp_path}\n")
-    with pytest.raises(ValueError, match="student_layers is empty: keep at least one teacher layer"):
-        parse_args(TYPES, [str(config)])
-    with pytest.raises(ValueError, match="student_layers is empty: keep at least one teacher layer"):
-        StudentArguments(student_layers=[])
-    with pytest.raises(ValueError, match="student_layers is empty"):
-        AsymmetricDualEncoder.from_teacher(tiny_teacher, [])
+def test_zero_layers_mean_the_same_student_in_yaml_on_the_command_line_and_in_python(tmp_path, tiny_teacher):
+    config = tmp_path / "zero.yaml"
+    config.write_text(f"teacher: {tiny_teacher}\nstudent_layers: []\ntrain_queries: q.tsv\noutput_dir: {tmp_path}\n")
+    from_yaml, _, _ = parse_args(TYPES, [str(config)])
+    from_cli, _, _ = parse_args(TYPES, ["--teacher", tiny_teacher, "--num_student_layers", "0", "--train_queries",
+                                        "q.tsv", "--output_dir", str(tmp_path)])  # fmt: skip
+    assert from_yaml.student_layers == [] and from_cli.student_layers is None
+    for model in (
+        AsymmetricDualEncoder.from_teacher(tiny_teacher, from_yaml.student_layers),
+        AsymmetricDualEncoder.from_teacher(tiny_teacher, from_cli.layer_strategy, from_cli.num_student_layers),
+        AsymmetricDualEncoder.from_teacher(tiny_teacher, []),
+    ):
+        assert model.config.student_layers == [] and len(model.query_encoder.encoder.layer) == 0
+    with pytest.raises(ValueError, match="num_student_layers=-1 must be between 0 and the teacher's 4 layers"):
+        AsymmetricDualEncoder.from_teacher(tiny_teacher, "top_bottom", -1)
 
 
 def test_pickled_training_arguments_hold_no_hub_token(tmp_path):

@@ -29,14 +29,14 @@ def test_select_layers(strategy, k, n, expected):
 def test_select_layers_rejects_bad_input():
     with pytest.raises(ValueError, match="Unknown layer strategy 'middle'"):
         select_layers("middle", 2, 12)
-    with pytest.raises(ValueError, match="num_student_layers=13 must be between 1 and the teacher's 12"):
+    with pytest.raises(ValueError, match="num_student_layers=13 must be between 0 and the teacher's 12"):
         select_layers("first", 13, 12)
+    assert all(select_layers(strategy, 0, 12) == [] for strategy in ("top_bottom", "first", "last", "uniform"))
 
 
 def test_validate_layers():
     assert validate_layers([5, 0], 6) == [0, 5]
-    with pytest.raises(ValueError, match="is empty"):
-        validate_layers([], 6)
+    assert validate_layers([], 6) == []  # a 0-layer student
     with pytest.raises(ValueError, match="repeats a layer"):
         validate_layers([0, 0], 6)
     with pytest.raises(ValueError, match=r"\[6\] out of range: the teacher has 6 layers"):

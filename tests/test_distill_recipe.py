@@ -246,3 +246,35 @@ def test_bf16_mixed_precision_trains_and_embeds_on_cpu(tiny_teacher, queries, tm
             assert f.metadata()["precision"] == "bfloat16"
     model = AsymmetricDualEncoder.from_pretrained(out)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # mixed precision: weights stay float32
+
+
+def test_a_zero_layer_student_trains_saves_and_loads_in_both_ecosystems(tiny_teacher, queries, tmp_path):
+    out = tmp_path / "zero"
+    config = tmp_path / "zero.yaml"
+    config.write_text("student_layers: []\n")  # a config's [] is a 0-layer student, as in Python
+    run_script([tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16, layers=())[0], str(config),
+                *tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16, layers=())[1:],
+                "--max_steps", "6", "--learning_rate", "1e-2", "--output_dir", str(out), "--save_strategy", "no",
+                "--use_cpu", "true"], ENV)  # fmt: skip
+    assert json.loads((out / "distillation.json").read_text())["global_steps"] == 6
+    model = AsymmetricDualEncoder.from_pretrained(out)
+    assert model.config.student_layers == [] and len(model.query_encoder.encoder.layer) == 0
+    teacher_embeddings = model.document_encoder.get_input_embeddings().weight
+    assert not torch.equal(model.query_encoder.get_input_embeddings().weight, teacher_embeddings)  # trained
+    texts = ["what is a dense retriever", "zero layers"]
+    torch.save({"q": model.encode_queries(texts), "d": model.encode_documents(texts)}, tmp_path / "ref.pt")
+    script = f"""
+import sys, torch
+from transformers import AutoModel
+from sentence_transformers import SentenceTransformer
+ref, texts = torch.load({str(tmp_path / "ref.pt")!r}), {texts!r}
+model = AutoModel.from_pretrained({str(out)!r}, trust_remote_code=True)
+torch.testing.assert_close(model.encode_queries(texts), ref["q"], atol=1e-5, rtol=0)
+st = SentenceTransformer({str(out)!r}, device="cpu")
+torch.testing.assert_close(st.encode_query(texts, convert_to_tensor=True), ref["q"], atol=1e-5, rtol=0)
+torch.testing.assert_close(st.encode_document(texts, convert_to_tensor=True), ref["d"], atol=1e-5, rtol=0)
+assert "hfdistill" not in sys.modules
+print("OK")
+"""
+    result = run_script(["-c", script], ENV)
+    assert result.stdout.strip().endswith("OK")
