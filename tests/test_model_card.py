@@ -119,3 +119,21 @@ def test_usage_snippets_run(tiny_student, tmp_path):
 def _saved(model, tmp_path):
     model.save_pretrained(tmp_path / "saved")
     return tmp_path / "saved"
+
+
+def test_card_shows_every_backend_of_the_speed_results(tiny_student, tmp_path):
+    from hfdistill.benchmark import speedups
+
+    tiny_student.save_pretrained(tmp_path)
+    names = ["teacher", "student", "teacher (onnx-int8)", "student (onnx-int8)"]
+    throughput = {"32": dict(zip(names, [100.0, 300.0, 250.0, 750.0], strict=True))}
+    latency = {name: {"p50_ms": 10.0, "p99_ms": 20.0} for name in names}
+
+    (tmp_path / "speed_results.json").write_text(json.dumps({
+        "device": "cpu", "threads": 2, "repeats": 3, "throughput_qps": throughput, "latency_batch1": latency,
+        "speedup": speedups(throughput, latency)}))  # fmt: skip
+    write_model_card(tiny_student, tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "| 32 | 100.0 | 300.0 | 3.00x |" in card
+    assert "With ONNX Runtime (`onnx-int8`; `python recipes/export.py` `--quantize int8`)" in card
+    assert "| 32 | 750.0 | 7.50x | 3.00x |" in card
