@@ -1,6 +1,6 @@
 """Benchmark query-encoding speed of a student against its teacher, side by side on real MS MARCO dev queries.
 
-python recipes/benchmark.py --model out/minilm-2L --output_dir out/minilm-2L --threads 2 \
+python recipes/benchmark.py --model out/minilm-2L --queries queries.tsv --output_dir out/minilm-2L --threads 2 \
     --backends torch onnx onnx-int8  # ONNX Runtime fp32 and int8 side by side (pip install 'hfdistill[onnx]')
 """
 
@@ -18,9 +18,7 @@ from hfdistill.evaluation import load_student
 @dataclass
 class BenchmarkArguments:
     model: str = field(metadata={"help": "Student path or Hub id."})
-    queries: str = field(
-        default="../shared/data/msmarco/queries.dev.small.tsv.gz", metadata={"help": "Queries (qid<TAB>text)."}
-    )
+    queries: str = field(metadata={"help": "Query file (.tsv/.jsonl/.txt[.gz]), e.g. MS MARCO dev queries."})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
     threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's choice)."})
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128], metadata={"help": "Batch sizes."})

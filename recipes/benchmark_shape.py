@@ -4,7 +4,8 @@ prompt-free, each measured side by side with the teacher on the same queries.
 python recipes/benchmark_shape.py --teacher_config recipes/configs/shapes/qwen3-embedding-0.6b.json \
     --tokenizer sentence-transformers/all-MiniLM-L6-v2 --student_layers 0 27 --pooling lasttoken --padding_side left \
     --query_prompt $'Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:' \
-    --batch_sizes 1 32 --repeats 3 --threads 2 --output_dir out/qwen3-shape
+    --queries ../shared/data/msmarco/queries.dev.small.tsv.gz --batch_sizes 1 32 --repeats 3 --threads 2 \
+    --output_dir out/qwen3-shape
 """
 
 import json
@@ -22,12 +23,10 @@ class ShapeArguments:
     teacher_config: str = field(metadata={"help": "config.json (or folder, Hub id) of the teacher's architecture."})
     tokenizer: str = field(metadata={"help": "Tokenizer (a stand-in with a similar token count per query will do)."})
     student_layers: list[int] = field(metadata={"help": "Teacher layers the student keeps, e.g. `0 27`."})
+    queries: str = field(metadata={"help": "Query file (.tsv/.jsonl/.txt[.gz]), e.g. MS MARCO dev queries."})
     pooling: str = field(default="mean", metadata={"help": "The teacher's pooling (e.g. lasttoken for decoders)."})
     padding_side: str = field(default="right", metadata={"help": "left for decoder embedders."})
     query_prompt: str = field(default="", metadata={"help": "The teacher's query prompt."})
-    queries: str = field(
-        default="../shared/data/msmarco/queries.dev.small.tsv.gz", metadata={"help": "Queries (qid<TAB>text)."}
-    )
     threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's choice)."})
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"help": "Batch sizes."})
     repeats: int = field(default=3, metadata={"help": "Timed passes per batch size (median reported)."})
