@@ -12,6 +12,7 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 TRAINING_RECORD = "distillation.json"
+EXPORTED_EVAL_RESULTS = "eval_results_{}.json"  # {} = onnx or onnx-int8: recipes/evaluate.py --query_encoder
 TAGS = ["hfdistill", "sentence-transformers", "feature-extraction", "mteb", "dense-retrieval", "query-encoder"]
 
 
@@ -92,6 +93,11 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
             p.numel() for p in [*model.document_encoder.parameters(), *model.document_head.parameters()]
         ),
         eval_results=eval_results,
+        exported_eval_results={
+            backend: result
+            for backend in ("onnx", "onnx-int8")
+            if (result := _read_json(model_dir / EXPORTED_EVAL_RESULTS.format(backend))) is not None
+        },
         speed_results=_read_json(model_dir / "speed_results.json"),
         training=training,
         has_sentence_transformers=(model_dir / "modules.json").is_file(),

@@ -18,6 +18,7 @@ from accelerate import PartialState
 from hfdistill.cli import input_errors, parse_args
 from hfdistill.evaluation import evaluate_student, format_report, load_student, resolve_task
 from hfdistill.export import OnnxQueryEncoder
+from hfdistill.model_card import EXPORTED_EVAL_RESULTS
 
 
 @dataclass
@@ -33,7 +34,10 @@ class EvaluationArguments:
     batch_size: int = field(default=64, metadata={"help": "Encoding batch size."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: the accelerator, if any)."})
     query_encoder: str | None = field(
-        default=None, metadata={"help": "Folder of the student's exported query encoder (recipes/export.py) to score."}
+        default=None,
+        metadata={
+            "help": "Exported query encoder of the student (recipes/export.py) to score: eval_results_onnx[-int8].json."
+        },
     )
 
 
@@ -54,7 +58,9 @@ def main(args: EvaluationArguments) -> list[dict]:
         if len(args.model) > 1:
             out = out / re.sub(r"[^\w.-]+", "_", name).strip("_")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "eval_results.json").write_text(json.dumps(report, indent=2))
+        exported = query_encoder and ("onnx-int8" if query_encoder.config["quantize"] == "int8" else "onnx")
+        results_file = EXPORTED_EVAL_RESULTS.format(exported) if exported else "eval_results.json"
+        (out / results_file).write_text(json.dumps(report, indent=2))
         reports.append(report)
     return reports
 

@@ -263,7 +263,12 @@ def test_evaluate_recipe_scores_an_exported_query_encoder(tiny_student, beir, tm
     for name in ("torch", "onnx", "int8"):
         exported = ["--query_encoder", str(tmp_path / name)] if name != "torch" else []
         run_script(["recipes/evaluate.py", *common, *exported, "--output_dir", str(tmp_path / f"eval-{name}")])
-        reports[name] = json.loads((tmp_path / f"eval-{name}" / "eval_results.json").read_text())
+        results = {
+            "torch": "eval_results.json",
+            "onnx": "eval_results_onnx.json",
+            "int8": "eval_results_onnx-int8.json",
+        }
+        reports[name] = json.loads((tmp_path / f"eval-{name}" / results[name]).read_text())
     scores = {name: report["tasks"]["tinybeir"]["student"]["ndcg_at_10"] for name, report in reports.items()}
     assert scores["onnx"] == pytest.approx(scores["torch"], abs=1e-6)  # fp32 ONNX ranks as torch does
     assert abs(scores["int8"] - scores["torch"]) < 0.2

@@ -137,3 +137,12 @@ def test_card_shows_every_backend_of_the_speed_results(tiny_student, tmp_path):
     assert "| 32 | 100.0 | 300.0 | 3.00x |" in card
     assert "With ONNX Runtime (`onnx-int8`; `python recipes/export.py` `--quantize int8`)" in card
     assert "| 32 | 750.0 | 7.50x | 3.00x |" in card
+    tasks = {"scifact": {"teacher": {"ndcg_at_10": 0.6}, "student": {"ndcg_at_10": 0.57}, "retention": 0.95}}
+    (tmp_path / "eval_results.json").write_text(json.dumps({"tasks": tasks, "mean_retention": 0.95}))
+    int8 = {"scifact": {"teacher": {"ndcg_at_10": 0.6}, "student": {"ndcg_at_10": 0.564}, "retention": 0.94}}
+    (tmp_path / "eval_results_onnx-int8.json").write_text(json.dumps(
+        {"tasks": int8, "mean_retention": 0.94, "query_encoder": {"quantize": "int8"}}))  # fmt: skip
+    write_model_card(tiny_student, tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "The query encoder exported with `recipes/export.py` (`onnx-int8`, int8 weights)" in card
+    assert "| scifact | 0.5640 | 94.0% |" in card and "| **mean** | | **94.0%** |" in card
