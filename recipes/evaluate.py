@@ -36,7 +36,7 @@ class EvaluationArguments:
     query_encoder: str | None = field(
         default=None,
         metadata={
-            "help": "Exported query encoder of the student (recipes/export.py) to score: eval_results_onnx[-int8].json."
+            "help": "The student's exported query encoder (recipes/export.py) to score instead of its torch one."
         },
     )
 
