@@ -28,18 +28,21 @@ def query_encoders(model: AsymmetricDualEncoder, backends: tuple[str, ...], work
     if unknown or "torch" not in backends:
         raise ValueError(f"backends must include 'torch' (the reference) and come from {BACKENDS}, got {backends}.")
     encoders = {"teacher": model.encode_teacher_queries, "student": model.encode_queries}
-    for backend in backends:
-        if backend == "torch":
-            continue
-        from .export import OnnxQueryEncoder, check_export, export_query_encoder
+    exported = [backend for backend in backends if backend != "torch"]
+    if not exported:
+        return encoders
+    from .export import ONNX_FILES, OnnxQueryEncoder, check_export, export_query_encoder
 
-        quantize = "int8" if backend == "onnx-int8" else None
-        check_export("onnx", quantize)
-        for side in ENCODERS:
-            path = export_query_encoder(model, Path(workdir, backend, side), "onnx", quantize, side)
-            encoders[encoder_name(side, backend)] = OnnxQueryEncoder(
-                path.parents[1], num_threads=num_threads
-            ).encode_queries
+    quantize = "int8" if "onnx-int8" in exported else None
+    check_export("onnx", quantize)
+    folders = {
+        side: export_query_encoder(model, Path(workdir, side), "onnx", quantize, side).parents[1] for side in ENCODERS
+    }
+    for backend in exported:  # one export per side: its fp32 graph and, if asked, the int8 one
+        file_name = f"onnx/{ONNX_FILES['int8' if backend == 'onnx-int8' else None]}"
+        for side, folder in folders.items():
+            encoder = OnnxQueryEncoder(folder, file_name, num_threads)
+            encoders[encoder_name(side, backend)] = encoder.encode_queries
     return encoders
 
 

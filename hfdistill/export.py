@@ -8,7 +8,6 @@ Document embeddings stay the teacher's torch ones: the index does not change.
 """
 
 import json
-import tempfile
 from pathlib import Path
 
 import torch
@@ -76,8 +75,9 @@ def export_query_encoder(
     side: str = "student",
 ) -> Path:
     """Write the query encoder of `side` (`student`, or `teacher` for side-by-side baselines) to `directory` as ONNX
-    (`onnx/model.onnx`), int8 dynamic-quantized when `quantize="int8"` (`onnx/model_qint8.onnx`), with its tokenizer
-    and prompt. Load it with `OnnxQueryEncoder(directory)`. Returns the ONNX file."""
+    (`onnx/model.onnx`), plus int8 dynamic-quantized weights when `quantize="int8"` (`onnx/model_qint8.onnx`), with its
+    tokenizer and prompt. `OnnxQueryEncoder(directory)` loads the last written (`file_name=` picks the other).
+    Returns that file."""
     check_export(backend, quantize)
     if side not in ("student", "teacher"):
         raise ValueError(f"side must be 'student' or 'teacher', got {side!r}.")
@@ -86,17 +86,15 @@ def export_query_encoder(
     model = model.eval().to("cpu")
     sample = model.tokenizer(["what is a dense retriever", "query"], padding=True, return_tensors="pt")
     graph = _QueryEmbedding(model, side)
-    target = directory / "onnx" / ONNX_FILES[quantize]
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = directory / "onnx" / ONNX_FILES[None] if quantize is None else Path(tmp) / ONNX_FILES[None]
-        _onnx_export(graph, (sample["input_ids"], sample["attention_mask"]), plain)
-        if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+    plain, target = directory / "onnx" / ONNX_FILES[None], directory / "onnx" / ONNX_FILES[quantize]
+    _onnx_export(graph, (sample["input_ids"], sample["attention_mask"]), plain)
+    if quantize == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            # per-channel int8 weights of the matrix products; the embedding lookup stays float (it is no compute)
-            quantize_dynamic(
-                str(plain), str(target), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
-            )
+        # per-channel int8 weights of the matrix products; the embedding lookup stays float (it is no compute)
+        quantize_dynamic(
+            str(plain), str(target), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+        )
     model.tokenizer.save_pretrained(directory)
     prompt = model.config.student_prompt if side == "student" else model.config.query_prompt
     teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
