@@ -1,0 +1,84 @@
+"""Table and plot of serving options: each point is a query encoder (student or teacher) under a backend, with its
+retention (recipes/evaluate.py, `--query_encoder` for exported ones) and its speed-up (recipes/benchmark.py
+`--backends`) against the fp32 PyTorch teacher and against the teacher run by the same backend.
+
+    python scripts/serving_report.py --output_dir docs/results/serving \
+        --points "MiniLM [0, 5]|torch|student|runs/x/eval_results.json|runs/speed/speed_results.json" ...
+
+A point is `label|backend|side|eval_results.json|speed_results.json` (side: student or teacher).
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hfdistill.benchmark import encoder_name
+from hfdistill.cli import parse_args
+
+
+@dataclass
+class ServingReportArguments:
+    points: list[str] = field(metadata={"help": "`label|backend|side|eval_results.json|speed_results.json` each."})
+    output_dir: str = field(metadata={"help": "Where serving_table.md and retention_vs_speedup.png go."})
+    batch_sizes: list[str] = field(default_factory=lambda: ["1", "32"], metadata={"help": "Speed-up columns."})
+
+
+def row(point: str, batch_sizes: list[str]) -> dict:
+    label, backend, side, eval_path, speed_path = point.split("|")
+    evaluation, speed = json.loads(Path(eval_path).read_text()), json.loads(Path(speed_path).read_text())
+    name, baseline = encoder_name(side, backend), encoder_name("teacher", backend)
+    throughput = speed["throughput_qps"]
+    return {
+        "label": label,
+        "backend": backend,
+        "retention": {task: result["retention"] for task, result in evaluation["tasks"].items()},
+        "mean_retention": evaluation["mean_retention"],
+        "vs_torch_teacher": {bs: throughput[bs][name] / throughput[bs]["teacher"] for bs in batch_sizes},
+        "vs_same_backend_teacher": {bs: throughput[bs][name] / throughput[bs][baseline] for bs in batch_sizes},
+    }
+
+
+def main(args: ServingReportArguments) -> None:
+    rows = [row(point, args.batch_sizes) for point in args.points]
+    tasks = list(rows[0]["retention"])
+    speed_columns = [f"x torch teacher, batch {bs}" for bs in args.batch_sizes]
+    header = ["query encoder", "backend", *[f"{task} retention" for task in tasks], "mean retention", *speed_columns,
+              f"x same-backend teacher, batch {args.batch_sizes[-1]}"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
+    for r in rows:
+        retention = [f"{100 * r['retention'][t]:.1f}%" for t in tasks] + [f"**{100 * r['mean_retention']:.1f}%**"]
+        speed = [f"{r['vs_torch_teacher'][bs]:.2f}x" for bs in args.batch_sizes]
+        cells = [
+            r["label"],
+            r["backend"],
+            *retention,
+            *speed,
+            f"{r['vs_same_backend_teacher'][args.batch_sizes[-1]]:.2f}x",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serving_table.md").write_text("\n".join(lines) + "\n")
+    (out / "serving_results.json").write_text(json.dumps(rows, indent=2))
+    print("\n".join(lines))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    batch = args.batch_sizes[-1]
+    for r in rows:
+        x, y = r["vs_torch_teacher"][batch], 100 * r["mean_retention"]
+        axis.scatter(x, y, marker={"torch": "o", "onnx": "s", "onnx-int8": "^"}.get(r["backend"], "x"))
+        axis.annotate(f"{r['label']} ({r['backend']})", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axis.set_xscale("log")
+    axis.set_xlabel(f"query speed-up over the fp32 PyTorch teacher (batch {batch}, log scale)")
+    axis.set_ylabel("mean retention of nDCG@10 (%)")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out / "retention_vs_speedup.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main(*parse_args((ServingReportArguments,)))
