@@ -129,6 +129,10 @@ class OnnxQueryEncoder:
         self.config = json.loads((directory / ENCODER_FILE).read_text())
         self.tokenizer = AutoTokenizer.from_pretrained(directory)
         options = onnxruntime.SessionOptions()
+        # idle threads sleep instead of spinning, leaving the cores to whatever runs next (the tokenizer, or another
+        # model measured beside this one)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if num_threads:
             options.intra_op_num_threads = num_threads
         path = directory / (file_name or self.config["file_name"])
