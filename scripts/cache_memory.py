@@ -20,7 +20,7 @@ import torch
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.cli import parse_args
-from hfdistill.embedding_cache import write_teacher_embeddings
+from hfdistill.embedding_cache import EMBEDDING_DTYPES, write_teacher_embeddings
 from hfdistill.training_args import QueryDataArguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,11 @@ def main(args: CacheMemoryArguments) -> dict:
     model = AsymmetricDualEncoder.from_teacher(args.teacher, [0, 5])
     cache = work / "cache"
     start = time.perf_counter()
-    embeddings = torch.nn.functional.normalize(torch.randn(len(train), model.config.embedding_dim), dim=-1)
+    dtype = EMBEDDING_DTYPES[args.embedding_dtype]
+    embeddings = torch.empty(len(train), model.config.embedding_dim, dtype=dtype)  # filled in blocks: 5M rows fit
+    for start in range(0, len(train), 1_000_000):
+        block = torch.randn(min(1_000_000, len(train) - start), model.config.embedding_dim)
+        embeddings[start : start + len(block)] = torch.nn.functional.normalize(block, dim=-1).to(dtype)
     path = write_teacher_embeddings(model, train, embeddings, cache, dtype=args.embedding_dtype)
     print(f"{len(train):,} synthetic embeddings written to {path} ({path.stat().st_size / 1e9:.2f} GB) "
           f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
