@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import mmap
 import os
 import struct
 import time
@@ -122,15 +121,20 @@ def _open_embeddings(path: Path) -> tuple[dict, np.ndarray]:
 
 
 def _all_finite(embeddings: np.ndarray) -> bool:
-    """Every value is finite. Read in blocks, whose pages are handed back to the OS after, so the check does not
-    leave the whole file in the process's memory."""
-    finite = all(
-        np.isfinite(embeddings[start : start + _FINITE_CHECK_ROWS]).all()
-        for start in range(0, embeddings.shape[0], _FINITE_CHECK_ROWS)
-    )
-    if isinstance(embeddings, np.memmap) and hasattr(mmap, "MADV_DONTNEED"):
-        embeddings._mmap.madvise(mmap.MADV_DONTNEED)  # unmodified copy-on-write pages: re-read from the file if used
-    return finite
+    """Every value is finite. A memory-mapped file is checked with plain reads in blocks, which go through the page
+    cache, not this process's memory: the check does not map the whole file into the process."""
+    if not isinstance(embeddings, np.memmap):
+        return bool(np.isfinite(embeddings).all())
+    block = _FINITE_CHECK_ROWS * embeddings.shape[1] * embeddings.itemsize
+    with open(embeddings.filename, "rb") as f:
+        f.seek(embeddings.offset)
+        remaining = embeddings.nbytes
+        while remaining:
+            data = f.read(min(block, remaining))
+            if not data or not np.isfinite(np.frombuffer(data, embeddings.dtype)).all():
+                return False
+            remaining -= len(data)
+    return True
 
 
 def _read_cached(path: Path, key: str, count: int) -> torch.Tensor | None:
