@@ -2,14 +2,13 @@
 
 Writes N synthetic queries and random unit-norm "teacher" embeddings of them straight into the cache (the real
 teacher pass is skipped: memory does not depend on the values), then runs recipes/distill.py for a few hundred steps
-in a child process and reports the child's peak RSS.
+in a child process and reports the child's peak RSS (its VmHWM, polled while it runs).
 
     python scripts/cache_memory.py --num_queries 100000 --work_dir runs/cache-memory
     python scripts/cache_memory.py --num_queries 5000000 --work_dir runs/cache-memory
 """
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -33,6 +32,15 @@ class CacheMemoryArguments:
     teacher: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Teacher (its shape)."})
     embedding_dtype: str = field(default="float16", metadata={"help": "Cache storage dtype."})
     max_steps: int = field(default=300, metadata={"help": "Training steps of the measured run."})
+
+
+def _high_water_mark_kib(pid: int) -> int:
+    """Peak resident set size (VmHWM) of a running process, in KiB; 0 once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
 
 
 def main(args: CacheMemoryArguments) -> dict:
@@ -65,9 +73,14 @@ def main(args: CacheMemoryArguments) -> dict:
            "--disable_tqdm", "true", "--overwrite_output_dir", "true", "--output_dir",
            str(work / f"run-{args.num_queries}")]  # fmt: skip
     start = time.perf_counter()
-    subprocess.run(run, check=True, cwd=ROOT)
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
+    child = subprocess.Popen(run, cwd=ROOT)
+    peak = 0
+    while child.poll() is None:  # the child's own high-water mark: getrusage(RUSAGE_CHILDREN) would also count the
+        peak = max(peak, _high_water_mark_kib(child.pid))  # pages this (large) process held when it forked the child
+        time.sleep(0.2)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, run)
+    seconds, peak = time.perf_counter() - start, peak / 2**20  # KiB -> GiB
     result = {"num_queries": args.num_queries, "embedding_dtype": args.embedding_dtype, "max_steps": args.max_steps,
               "peak_rss_gib": round(peak, 3), "seconds": round(seconds, 1)}  # fmt: skip
     print(json.dumps(result))
