@@ -101,8 +101,7 @@ def select_student_layers(
             student_args.selection_training_steps,
             data_args.embedding_cache_dir,
             data_args.teacher_batch_size,
-            projection_dim=student_args.projection_dim,
-            **student_args.teacher_kwargs,
+            **student_args.student_kwargs,
         )
         record.update(
             selected=trials[0]["layers"], training_steps=student_args.selection_training_steps, trials=trials

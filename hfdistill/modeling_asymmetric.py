@@ -144,6 +144,8 @@ class AsymmetricDualEncoder(PreTrainedModel):
         self.document_head = build_head(config.head)
         size = config.embedding_dim
         self.query_projection = nn.Linear(size, size) if config.projection_dim else None
+        if config.share_token_embeddings:  # one module: frozen with the teacher, stored once
+            self.query_encoder.set_input_embeddings(self.document_encoder.get_input_embeddings())
         # decoders would build a key/value cache indexed by teacher layer numbers: embeddings need none
         self._no_cache = "use_cache" in inspect.signature(self.document_encoder.forward).parameters
         self.tokenizer = None
@@ -319,11 +321,20 @@ class AsymmetricDualEncoder(PreTrainedModel):
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
         try:
+            if self.config.share_token_embeddings:
+                raise NotExpressibleError(
+                    "the student shares the teacher's token embeddings, which sentence-transformers would store once "
+                    "per route; `AsymmetricDualEncoder.from_pretrained(path).to_sentence_transformer()` gives the "
+                    "SentenceTransformer"
+                )
             view = self.to_sentence_transformer()
         except NotExpressibleError as error:
             logger.warning("Saving %s for transformers only: %s", save_directory, error)
             (save_directory / ROUTES_FILE).unlink(missing_ok=True)  # a stale layout would shadow these weights
-            super().save_pretrained(save_directory, *args, **kwargs)
+            state = kwargs.pop("state_dict", None) or self.state_dict()
+            shared = f"query_encoder.{self._token_embedding_key()}" if self.config.share_token_embeddings else None
+            state = {key: value for key, value in state.items() if key != shared}  # the teacher's copy holds it
+            super().save_pretrained(save_directory, *args, state_dict=state, **kwargs)
         else:
             view.save(str(save_directory), create_model_card=False)
             (save_directory / SAFE_WEIGHTS_NAME).unlink(missing_ok=True)
@@ -332,6 +343,11 @@ class AsymmetricDualEncoder(PreTrainedModel):
             self.config.save_pretrained(save_directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
+
+    def _token_embedding_key(self) -> str:
+        """Name of the token embedding weight within an encoder (`embeddings.word_embeddings.weight` for BERT)."""
+        weight = self.document_encoder.get_input_embeddings().weight
+        return next(name for name, parameter in self.document_encoder.named_parameters() if parameter is weight)
 
     def _load_routes(self, path: str, structure: dict, hub_kwargs: dict) -> None:
         """Fill the encoders, heads and projection from the sentence-transformers route folders."""

@@ -43,8 +43,8 @@ class StudentArguments:
             prompt-free student on raw queries against the teacher's prompted targets (fewer tokens per query).
         trust_remote_code (`bool`): allow a teacher whose architecture is custom code in its repository.
         projection_dim (`int`, *optional*): adds an identity-initialised linear map on student embeddings.
-        freeze_embeddings (`bool`): keep the student's token embeddings (copied from the teacher) fixed; tokens
-            that training queries never contain then stay exactly where the teacher put them.
+        share_token_embeddings (`bool`): the student uses the teacher's token embeddings, frozen, instead of a
+            trainable copy; a saved student stores them once (for large vocabularies, most of the student's size).
     """
 
     teacher: str = field(
@@ -96,8 +96,9 @@ class StudentArguments:
     projection_dim: int | None = field(
         default=None, metadata={"help": "Add an identity-initialised linear map of this size (the teacher's)."}
     )
-    freeze_embeddings: bool = field(
-        default=False, metadata={"help": "Keep the student's token embeddings (the teacher's) fixed."}
+    share_token_embeddings: bool = field(
+        default=False,
+        metadata={"help": "Use the teacher's token embeddings, frozen, instead of a trainable copy (stored once)."},
     )
 
     def __post_init__(self):
@@ -124,6 +125,15 @@ class StudentArguments:
             "student_query_prompt": self.student_query_prompt,
             "trust_remote_code": self.trust_remote_code,
             **{name: getattr(self, name) for name in prompts},
+        }
+
+    @property
+    def student_kwargs(self) -> dict:
+        """How the student is built from the teacher, for `from_teacher` in the recipe and in layer trials."""
+        return {
+            "projection_dim": self.projection_dim,
+            "share_token_embeddings": self.share_token_embeddings,
+            **self.teacher_kwargs,
         }
 
 

@@ -69,11 +69,8 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         student_args.teacher,
         layers,
         student_args.num_student_layers,
-        projection_dim=student_args.projection_dim,
-        **student_args.teacher_kwargs,
+        **student_args.student_kwargs,
     )
-    if student_args.freeze_embeddings:
-        model.query_encoder.get_input_embeddings().requires_grad_(False)
     model.to(training_args.device)  # the accelerator accelerate picked, for the teacher pass too
     datasets = alignment_datasets(  # every process embeds its share; plain queries are cached apart from additions
         model,

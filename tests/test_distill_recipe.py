@@ -69,17 +69,29 @@ def test_accelerate_launch_two_processes_with_auto_layers(tiny_teacher, queries,
     )
 
 
-def test_freeze_embeddings_keeps_the_teacher_token_embeddings(tiny_teacher, queries, tmp_path):
-    out = tmp_path / "frozen"
+def test_a_student_sharing_the_teacher_token_embeddings_keeps_them_and_stores_them_once(
+    tiny_teacher, queries, tmp_path
+):
+    out = tmp_path / "shared"
     run_script(tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
                + ["--max_steps", "3", "--learning_rate", "1e-2", "--output_dir", str(out), "--save_strategy", "no",
-                  "--freeze_embeddings", "true", "--use_cpu", "true"], ENV)  # fmt: skip
+                  "--share_token_embeddings", "true", "--use_cpu", "true"], ENV)  # fmt: skip
     student, teacher = (
-        AsymmetricDualEncoder.from_pretrained(out).query_encoder,
-        AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3]).query_encoder,
+        AsymmetricDualEncoder.from_pretrained(out),
+        AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3]),
     )
-    assert torch.equal(student.get_input_embeddings().weight, teacher.get_input_embeddings().weight)
-    assert not torch.equal(student.encoder.layer[0].output.dense.weight, teacher.encoder.layer[0].output.dense.weight)
+    assert student.query_encoder.get_input_embeddings() is student.document_encoder.get_input_embeddings()
+    assert torch.equal(
+        student.document_encoder.get_input_embeddings().weight, teacher.document_encoder.get_input_embeddings().weight
+    )
+    assert not torch.equal(
+        student.query_encoder.encoder.layer[0].output.dense.weight,
+        teacher.query_encoder.encoder.layer[0].output.dense.weight,
+    )
+    with safe_open(out / "model.safetensors", "pt") as f:
+        assert [key for key in f.keys() if "word_embeddings" in key] == [
+            "document_encoder.embeddings.word_embeddings.weight"
+        ]
 
 
 def test_joined_and_vocabulary_queries_are_added_examples_not_counted_as_queries(tiny_teacher, queries, tmp_path):

@@ -237,6 +237,34 @@ def test_student_sentence_transformers_cannot_express_is_saved_for_transformers(
     )
 
 
+def test_a_student_sharing_the_teacher_token_embeddings_stores_them_once(tiny_teacher, tmp_path, caplog):
+    from safetensors import safe_open
+
+    student = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3], share_token_embeddings=True)
+    embeddings = student.document_encoder.get_input_embeddings()
+    assert student.query_encoder.get_input_embeddings() is embeddings and not embeddings.weight.requires_grad
+    with torch.no_grad():
+        student.query_encoder.encoder.layer[0].output.dense.bias.add_(0.5)
+    student.save_pretrained(tmp_path / "student")
+    assert "shares the teacher's token embeddings" in caplog.text and "to_sentence_transformer" in caplog.text
+    with safe_open(tmp_path / "student" / "model.safetensors", "pt") as f:
+        stored = sum(f.get_tensor(key).numel() for key in f.keys())
+    assert (
+        stored
+        == sum(p.numel() for p in student.parameters())
+        == (sum(p.numel() for p in student.state_dict().values()) - embeddings.weight.numel())
+    )
+    loaded = AutoModel.from_pretrained(tmp_path / "student")
+    assert loaded.query_encoder.get_input_embeddings() is loaded.document_encoder.get_input_embeddings()
+    torch.testing.assert_close(
+        loaded.encode_queries(LONG_TEXTS), student.encode_queries(LONG_TEXTS), atol=1e-6, rtol=0
+    )
+    view = loaded.to_sentence_transformer()
+    torch.testing.assert_close(
+        view.encode_query(LONG_TEXTS, convert_to_tensor=True), student.encode_queries(LONG_TEXTS), atol=1e-5, rtol=0
+    )
+
+
 def test_projection_is_identity_initialised(tiny_teacher):
     plain = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3])
     projected = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3], projection_dim=32)
