@@ -10,9 +10,6 @@ import logging
 import sys
 from pathlib import Path
 
-# This folder's evaluate.py would shadow the `evaluate` library that retrieval evaluation during training loads.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 from transformers import AutoTokenizer, TrainingArguments
 
 from hfdistill import AsymmetricDualEncoder, AsymmetricDualEncoderConfig

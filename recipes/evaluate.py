@@ -16,9 +16,10 @@ from pathlib import Path
 from accelerate import PartialState
 
 from hfdistill.cli import input_errors, parse_args
-from hfdistill.evaluation import evaluate_student, format_report, load_student, resolve_task
+from hfdistill.evaluation import evaluate_student, format_report, load_student
 from hfdistill.export import OnnxQueryEncoder
 from hfdistill.model_card import EXPORTED_EVAL_RESULTS
+from hfdistill.retrieval_tasks import resolve_task
 
 
 @dataclass

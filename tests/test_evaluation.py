@@ -6,15 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hfdistill.evaluation import (
-    AsymmetricEncoder,
-    LocalBeirRetrieval,
-    evaluate_student,
-    load_student,
-    read_beir_folder,
-    resolve_task,
-    teacher_scores,
-)
+from hfdistill.evaluation import AsymmetricEncoder, evaluate_student, load_student, teacher_scores
+from hfdistill.retrieval_tasks import LocalBeirRetrieval, read_beir_folder, resolve_task
 from tests.conftest import E5_PROMPTS, WORDS, run_script, write_st_teacher
 
 

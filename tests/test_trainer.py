@@ -183,7 +183,8 @@ def test_unknown_loss_is_rejected(tmp_path):
 
 
 def test_retrieval_metrics_during_training_agree_with_mteb(tiny_student, queries, tmp_path):
-    from hfdistill.evaluation import LocalBeirRetrieval, evaluate_student
+    from hfdistill.evaluation import evaluate_student
+    from hfdistill.retrieval_tasks import LocalBeirRetrieval
     from tests.test_evaluation import write_beir
 
     beir = write_beir(tmp_path / "beir")
