@@ -296,15 +296,6 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
             setattr(config, key, value)
         return config
 
-    def hint_targets(self) -> list[int]:
-        """For each student layer, the teacher hidden state (index into `hidden_states`, 0 = embeddings) its output
-        stands in for: the input of the next kept teacher layer, and the teacher's last state for the top layer.
-
-        For layers [0, 11] of 12: student layer 0 should hand layer 11 what teacher layer 10 does (state 11), and
-        student layer 1 should end where the teacher ends (state 12).
-        """
-        return [*self.student_layers[1:], self.teacher_config.num_hidden_layers]
-
     @classmethod
     def from_teacher(
         cls,

@@ -141,31 +141,6 @@ def join_queries(texts: list[str], fraction: float, seed: int = 42, max_joined: 
     return texts + [joined() for _ in range(round(len(texts) * fraction))]
 
 
-def vocabulary_queries(texts: list[str], fraction: float, tokenizer, seed: int = 42) -> list[str]:
-    """`fraction` x as many pseudo-queries as `texts`, of tokens drawn uniformly from the tokenizer's vocabulary.
-
-    Real queries use a small, frequent part of the vocabulary, so the student barely learns the rare,
-    domain-specific words that queries of other domains are made of. Uniform draws give every token as many
-    examples; each pseudo-query is as long (in tokens) as a randomly drawn real one. Measured: no better than as many
-    more real queries (docs/results.md §2).
-    """
-    if fraction < 0:
-        raise ValueError(f"vocabulary_query_fraction must be >= 0, got {fraction}.")
-    count = round(len(texts) * fraction)
-    if not count:
-        return []
-    special = set(tokenizer.all_special_ids)
-    vocabulary = sorted(
-        index
-        for token, index in tokenizer.get_vocab().items()
-        if index not in special and not PLACEHOLDER_TOKEN.fullmatch(token)
-    )
-    rng = random.Random(seed)
-    samples = [texts[rng.randrange(len(texts))] for _ in range(count)]
-    lengths = [max(len(ids), 1) for ids in tokenizer(samples, add_special_tokens=False)["input_ids"]]
-    return [tokenizer.decode([rng.choice(vocabulary) for _ in range(length)]).strip() for length in lengths]
-
-
 class QueryAlignmentDataset(Dataset):
     """(tokenized query, teacher embedding) pairs.
 

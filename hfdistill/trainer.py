@@ -9,9 +9,9 @@ from transformers import EvalPrediction, Trainer
 
 from .data import AlignmentCollator
 from .evaluation import RetrievalEvaluator
-from .losses import alignment_loss, hint_loss, in_batch_ranking_loss
+from .losses import alignment_loss
 from .model_card import write_model_card
-from .modeling_asymmetric import ROUTES_FILE, AsymmetricDualEncoder, AsymmetricEncoderOutput
+from .modeling_asymmetric import ROUTES_FILE, AsymmetricDualEncoder
 from .training_args import AlignmentTrainingArguments
 
 TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*", "trainer_state.json", "training_args.bin")
@@ -41,12 +41,6 @@ class EmbeddingAlignmentTrainer(Trainer):
         if not isinstance(args, AlignmentTrainingArguments):
             raise ValueError(
                 f"args must be AlignmentTrainingArguments (it carries the loss), got {type(args).__name__}."
-            )
-        if args.hint_weight > 0 and model.config.student_prompt != model.config.query_prompt:
-            raise ValueError(
-                "hint_weight > 0 compares the student's token states with the teacher's on the same tokens, so the "
-                f"student must read the teacher's query prompt {model.config.query_prompt!r}, not "
-                f"{model.config.student_prompt!r}."
             )
         processing_class = processing_class or model.tokenizer
         model.freeze_document_encoder()
@@ -81,29 +75,14 @@ class EmbeddingAlignmentTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         teacher_embeddings = inputs.pop("teacher_embeddings")
-        hints = self.args.hint_weight > 0
-        outputs = model(**inputs, output_hidden_states=hints)
+        outputs = model(**inputs)
         loss = alignment_loss(outputs.query_embeds, teacher_embeddings, self.args.loss)
-        if self.args.ranking_weight > 0:
-            ranking = in_batch_ranking_loss(outputs.query_embeds, teacher_embeddings, self.args.ranking_temperature)
-            loss = loss + self.args.ranking_weight * ranking
-        if hints:
-            loss = loss + self.args.hint_weight * self._hint_loss(outputs.hidden_states, inputs)
         if not torch.isfinite(loss):  # Trainer would skip it in the logs and go on training a broken model
             raise FloatingPointError(
                 f"The alignment loss is {loss.item()} at step {self.state.global_step}: training stopped before "
                 "the broken student is saved. Lower --learning_rate, or check the teacher embeddings."
             )
-        outputs = AsymmetricEncoderOutput(query_embeds=outputs.query_embeds)  # predictions: the embeddings only
         return (loss, outputs) if return_outputs else loss
-
-    def _hint_loss(self, student_states: tuple[torch.Tensor, ...], inputs: dict) -> torch.Tensor:
-        """The teacher's token states (gigabytes for a whole query set, so not cached): it runs on each batch."""
-        teacher = self.accelerator.unwrap_model(self.model)
-        with torch.no_grad():
-            teacher_states = teacher.document_encoder(**inputs, output_hidden_states=True).hidden_states
-        targets = [teacher_states[index] for index in teacher.config.hint_targets()]
-        return hint_loss(list(student_states[1:]), targets, inputs["attention_mask"])
 
     def create_model_card(self, *args, **kwargs) -> None:
         """hfdistill's card (teacher, layers, results found in output_dir) instead of Trainer's default one."""

@@ -6,7 +6,7 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
-from .data import join_queries, load_queries, split_queries, vocabulary_queries
+from .data import join_queries, load_queries, split_queries
 from .embedding_cache import EMBEDDING_DTYPES
 from .layer_selection import PROXIES
 from .losses import LOSSES
@@ -155,8 +155,6 @@ class QueryDataArguments:
         joined_query_fraction (`float`): adds this fraction x the training queries as examples of training queries
             joined into one longer text (held-out queries stay real); 0 = off.
         joined_query_max (`int`): each joined example joins 2 to this many queries (uniformly drawn); 2 = pairs.
-        vocabulary_query_fraction (`float`): adds this fraction x the training queries as pseudo-queries of tokens
-            drawn uniformly from the teacher's vocabulary, as long as real ones, so rare words get examples; 0 = off.
     """
 
     train_queries: str = field(
@@ -184,10 +182,6 @@ class QueryDataArguments:
     joined_query_max: int = field(
         default=2, metadata={"help": "Queries per joined example: 2 to this many, uniformly drawn (2 = pairs)."}
     )
-    vocabulary_query_fraction: float = field(
-        default=0.0,
-        metadata={"help": "Add this fraction x the training queries as random-vocabulary pseudo-queries (0 = off)."},
-    )
 
     def __post_init__(self):
         if self.embedding_dtype not in EMBEDDING_DTYPES:
@@ -205,17 +199,10 @@ class QueryDataArguments:
         queries = load_queries(self.train_queries, self.queries_split, self.queries_column, self.queries_subset)
         return split_queries(queries, self.num_eval_queries, self.max_train_samples, self._split_seed(seed))
 
-    def training_examples(self, train_queries: list[str], seed: int, tokenizer=None) -> list[str]:
-        """The texts to train on: the training queries, then joined ones (`joined_query_fraction` > 0), then
-        pseudo-queries of the `tokenizer`'s vocabulary (`vocabulary_query_fraction` > 0). Each addition follows what
-        came before, so the teacher embeddings cached for a run without it are reused."""
-        seed = self._split_seed(seed)
-        texts = join_queries(train_queries, self.joined_query_fraction, seed, self.joined_query_max)
-        if not self.vocabulary_query_fraction:
-            return texts
-        if tokenizer is None:
-            raise ValueError("vocabulary_query_fraction > 0 needs the teacher's tokenizer.")
-        return texts + vocabulary_queries(train_queries, self.vocabulary_query_fraction, tokenizer, seed)
+    def training_examples(self, train_queries: list[str], seed: int) -> list[str]:
+        """The texts to train on: the training queries, then joined ones (`joined_query_fraction` > 0), which follow
+        them so that the teacher embeddings cached for a run without them are reused."""
+        return join_queries(train_queries, self.joined_query_fraction, self._split_seed(seed), self.joined_query_max)
 
     def _split_seed(self, seed: int) -> int:
         return seed if self.split_seed is None else self.split_seed
@@ -232,11 +219,6 @@ class AlignmentTrainingArguments(TrainingArguments):
     Args:
         loss (`str`): `mse` (paper), `cosine`, `mse+cosine` or `l2` between student and teacher embeddings.
         overwrite_output_dir (`bool`): allow writing into an output directory that already holds a run.
-        hint_weight (`float`): weight of intermediate-layer hints (0 = off): each student layer's token states are
-            pulled (cosine) toward the teacher states they stand in for, computed by the teacher on every batch.
-        ranking_weight (`float`): weight of in-batch ranking distillation (0 = off): KL from the teacher's to the
-            student's softmax scores over the batch's teacher embeddings; free, the targets are cached.
-        ranking_temperature (`float`): softmax temperature of those scores.
         retrieval_eval_dir (`str`, *optional*): BEIR-format folder (`corpus.jsonl[.gz]`, `queries.jsonl`,
             `qrels/test.tsv`); every evaluation then also logs the student's `eval_ndcg_at_10` and `eval_retention`,
             usable as `metric_for_best_model`.
@@ -244,13 +226,6 @@ class AlignmentTrainingArguments(TrainingArguments):
     """
 
     loss: str = field(default="mse", metadata={"help": f"Alignment loss: {LOSSES}."})
-    hint_weight: float = field(
-        default=0.0, metadata={"help": "Weight of intermediate-layer hints on token states (0 = off)."}
-    )
-    ranking_weight: float = field(
-        default=0.0, metadata={"help": "Weight of in-batch ranking distillation over teacher embeddings (0 = off)."}
-    )
-    ranking_temperature: float = field(default=0.05, metadata={"help": "Temperature of the in-batch ranking scores."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output directory that already holds a run."}
     )
@@ -279,13 +254,6 @@ class AlignmentTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.loss not in LOSSES:
             raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
-        if self.hint_weight < 0:
-            raise ValueError(f"hint_weight must be >= 0 (0 turns hints off), got {self.hint_weight}.")
-        if self.ranking_weight < 0 or self.ranking_temperature <= 0:
-            raise ValueError(
-                f"ranking_weight must be >= 0 (0 turns it off) and ranking_temperature > 0, got "
-                f"{self.ranking_weight} and {self.ranking_temperature}."
-            )
         if self.learning_rate < 0:
             raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}.")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):

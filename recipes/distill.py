@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from transformers import AutoTokenizer, TrainingArguments
+from transformers import TrainingArguments
 
 from hfdistill import AsymmetricDualEncoder, AsymmetricDualEncoderConfig
 from hfdistill.cli import input_errors, parse_args
@@ -51,10 +51,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     with input_errors():
         resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
         train_queries, eval_texts = check_run(student_args, data_args, training_args)
-        tokenizer = None  # only pseudo-queries of the teacher's vocabulary need it before the model is built
-        if data_args.vocabulary_query_fraction:
-            tokenizer = AutoTokenizer.from_pretrained(student_args.teacher, revision=student_args.teacher_revision)
-        train_texts = data_args.training_examples(train_queries, training_args.seed, tokenizer)
+        train_texts = data_args.training_examples(train_queries, training_args.seed)
     layers, selection = student_args.student_layers, None  # [] is a 0-layer student
     if layers is None:
         layers = student_args.layer_strategy
@@ -96,12 +93,9 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
             "num_eval_queries": len(eval_texts),
             "joined_query_fraction": data_args.joined_query_fraction,
             "joined_query_max": data_args.joined_query_max,
-            "vocabulary_query_fraction": data_args.vocabulary_query_fraction,
             "embedding_dtype": data_args.embedding_dtype,
             "loss": training_args.loss,
-            "hint_weight": training_args.hint_weight,
-            "ranking_weight": training_args.ranking_weight,
-            "ranking_temperature": training_args.ranking_temperature,
+            "share_token_embeddings": student_args.share_token_embeddings,
             "learning_rate": training_args.learning_rate,
             "adam_epsilon": training_args.adam_epsilon,
             "batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes,

@@ -60,13 +60,6 @@ def test_from_teacher_reads_sentence_transformers_head(tiny_teacher, tiny_mpnet_
     assert (mpnet.pooling_mode, mpnet.normalize, mpnet.similarity, mpnet.student_layers) == ("cls", False, "dot", [3])
 
 
-@pytest.mark.parametrize(
-    "layers, targets", [([0, 3], [3, 4]), ([3], [4]), ([0], [4]), ([1, 2], [2, 4]), ([0, 1, 2, 3], [1, 2, 3, 4])]
-)
-def test_hint_targets_are_the_states_the_next_kept_layer_reads(tiny_teacher, layers, targets):
-    assert AsymmetricDualEncoderConfig.from_teacher(tiny_teacher, layers).hint_targets() == targets
-
-
 def test_explicit_arguments_override_the_head(tiny_teacher):
     config = AsymmetricDualEncoderConfig.from_teacher(tiny_teacher, [1], pooling="cls", normalize=False)
     assert (config.pooling_mode, config.normalize) == ("cls", False)

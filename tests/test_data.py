@@ -3,7 +3,6 @@ import json
 
 import pytest
 import torch
-from transformers import BertTokenizer
 
 from hfdistill.data import (
     AlignmentCollator,
@@ -11,11 +10,8 @@ from hfdistill.data import (
     join_queries,
     load_queries,
     split_queries,
-    vocabulary_queries,
 )
 from hfdistill.training_args import QueryDataArguments
-
-from .conftest import SPECIAL, WORDS
 
 
 def test_load_local_formats(tmp_path):
@@ -173,27 +169,6 @@ def test_join_queries_draws_two_to_max_joined_queries_per_example():
     assert all(text in texts for joined in join_queries(texts, 1.0, max_joined=5)[50:] for text in joined.split())
     with pytest.raises(ValueError, match="joined_query_max must be >= 2 .* got 1"):
         join_queries(texts, 0.5, max_joined=1)
-
-
-def test_vocabulary_queries_cover_the_vocabulary_at_real_query_lengths(tmp_path):
-    (tmp_path / "vocab.txt").write_text("\n".join(SPECIAL + ["[unused0]", "<extra_0>"] + WORDS) + "\n")
-    tokenizer = BertTokenizer(str(tmp_path / "vocab.txt"))
-    texts = ["what is", "dense retrieval model"]  # 2 and 3 tokens, five distinct words
-    pseudo = vocabulary_queries(texts, 100.0, tokenizer, seed=1)
-    assert len(pseudo) == 200 and pseudo == vocabulary_queries(texts, 100.0, tokenizer, seed=1)
-    assert pseudo != vocabulary_queries(texts, 100.0, tokenizer, seed=2)
-    assert {len(text.split()) for text in pseudo} == {2, 3}  # as long as the real queries (one token per word here)
-    words = {word for text in pseudo for word in text.split()}
-    assert words == set(WORDS)  # every vocabulary word, no special or placeholder token
-    assert vocabulary_queries(texts, 0.0, tokenizer) == []
-    with pytest.raises(ValueError, match="vocabulary_query_fraction must be >= 0, got -1"):
-        vocabulary_queries(texts, -1.0, tokenizer)
-    args = QueryDataArguments("q.tsv", joined_query_fraction=0.5, vocabulary_query_fraction=1.0)
-    examples = args.training_examples(texts, seed=1, tokenizer=tokenizer)
-    joined_only = QueryDataArguments("q.tsv", joined_query_fraction=0.5).training_examples(texts, seed=1)
-    assert examples[:3] == joined_only and len(examples) == 5  # appended last: the cached prefix is reused
-    with pytest.raises(ValueError, match="vocabulary_query_fraction > 0 needs the teacher's tokenizer"):
-        args.training_examples(texts, seed=1)
 
 
 def test_dataset_and_collator(tiny_student):

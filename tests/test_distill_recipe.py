@@ -94,21 +94,19 @@ def test_a_student_sharing_the_teacher_token_embeddings_keeps_them_and_stores_th
         ]
 
 
-def test_joined_and_vocabulary_queries_are_added_examples_not_counted_as_queries(tiny_teacher, queries, tmp_path):
+def test_joined_queries_are_added_examples_not_counted_as_queries(tiny_teacher, queries, tmp_path):
     out = tmp_path / "joined"
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=30)  # 300 queries - 40 held out = 260
-    added = ["--joined_query_fraction", "0.5", "--joined_query_max", "3", "--vocabulary_query_fraction", "0.25"]
+    added = ["--joined_query_fraction", "0.5", "--joined_query_max", "3"]
     run_script(distill + added + ["--num_train_epochs", "1", "--output_dir", str(out),
                                   "--save_strategy", "no", "--eval_strategy", "no"], ENV)  # fmt: skip
     record = json.loads((out / "distillation.json").read_text())
     assert (record["num_train_queries"], record["joined_query_fraction"], record["joined_query_max"]) == (260, 0.5, 3)
-    assert record["vocabulary_query_fraction"] == 0.25
-    assert record["global_steps"] == 16  # (260 + 130 joined + 65 vocabulary) / 30, rounded up
+    assert record["global_steps"] == 13  # (260 + 130 joined) / 30
     rows = sorted(int(safe_open(f, "pt").metadata()["count"]) for f in (tmp_path / "cache").glob("*.safetensors"))
-    assert rows == [40, 260, 455]  # held out, the plain queries on their own (for runs without additions), all
+    assert rows == [40, 260, 390]  # held out, the plain queries on their own (for runs without additions), all
     card = (out / "README.md").read_text()
     assert "plus 50% as many examples of 2 to 3 of them joined" in card
-    assert "plus 25% as many pseudo-queries of tokens drawn uniformly from the teacher's vocabulary" in card
 
 
 def test_prompt_free_decoder_student_from_the_recipe(queries, tmp_path):

@@ -76,17 +76,13 @@ def test_card_names_the_head_and_the_prompts(tmp_path, student_prompt, sentence)
 @pytest.mark.parametrize(
     "options, marker, sentence",
     [
-        ({"hint_weight": 0.5}, "intermediate-layer hints",
-         "embeddings, plus intermediate-layer hints on token states (weight 0.5); AdamW"),
-        ({"ranking_weight": 0.5, "ranking_temperature": 0.05}, "ranking distillation",
-         "plus in-batch ranking distillation over the teacher's embeddings (weight 0.5, temperature 0.05); AdamW"),
+        ({"share_token_embeddings": True}, "frozen and stored once",
+         "embeddings (the student's token embeddings are the teacher's, frozen and stored once); AdamW"),
         ({"adam_epsilon": 1e-8}, "AdamW (ε", "; AdamW (ε 1e-08), learning rate"),
         ({"joined_query_fraction": 0.25}, "joined",
          "held out), plus 25% as many examples of two of them joined into one"),
         ({"joined_query_fraction": 0.25, "joined_query_max": 8}, "joined",
          "held out), plus 25% as many examples of 2 to 8 of them joined into one"),
-        ({"vocabulary_query_fraction": 0.1}, "vocabulary",
-         "held out), plus 10% as many pseudo-queries of tokens drawn uniformly from the teacher's vocabulary; no"),
     ],
 )  # fmt: skip
 def test_card_names_training_options_only_when_used(tiny_student, tmp_path, options, marker, sentence):
