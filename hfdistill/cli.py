@@ -50,11 +50,11 @@ def options_reference(dataclass_types: tuple | None = None) -> str:
 
     from transformers import TrainingArguments
 
-    from .training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
+    from .training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 
     inherited = {f.name: f for f in fields(TrainingArguments)}
     sections = []
-    for cls in dataclass_types or (StudentArguments, QueryDataArguments, AlignmentTrainingArguments):
+    for cls in dataclass_types or (StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig):
         rows = [f"### `{cls.__name__}`", "", "| option | default | what |", "|---|---|---|"]
         for f in fields(cls):
             if (

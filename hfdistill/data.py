@@ -141,6 +141,23 @@ def join_queries(texts: list[str], fraction: float, seed: int = 42, max_joined: 
     return texts + [joined() for _ in range(round(len(texts) * fraction))]
 
 
+def load_query_splits(data_args, seed: int) -> tuple[list[str], list[str]]:
+    """(training, held-out) queries of a `QueryDataArguments`: loaded, deduplicated, shuffled with its `split_seed`
+    (else `seed`); the cap on training queries spares the held-out ones."""
+    queries = load_queries(data_args.train_queries, data_args.queries_split, data_args.queries_column,
+                           data_args.queries_subset)  # fmt: skip
+    return split_queries(
+        queries, data_args.num_eval_queries, data_args.max_train_samples, data_args.split_seed_for(seed)
+    )
+
+
+def training_texts(data_args, train_queries: list[str], seed: int) -> list[str]:
+    """The texts to train on: the training queries, then joined ones (`joined_query_fraction` > 0), which follow
+    them so that the teacher embeddings cached for a run without them are reused."""
+    seed = data_args.split_seed_for(seed)
+    return join_queries(train_queries, data_args.joined_query_fraction, seed, data_args.joined_query_max)
+
+
 class QueryAlignmentDataset(Dataset):
     """(tokenized query, teacher embedding) pairs.
 

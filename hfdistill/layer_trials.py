@@ -13,7 +13,7 @@ from .data import alignment_datasets
 from .layer_selection import auto_select_layers
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .trainer import EmbeddingAlignmentTrainer
-from .training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
+from .training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 
 
 def train_shortlist(
@@ -21,7 +21,7 @@ def train_shortlist(
     shortlist: list[list[int]],
     train_texts: list[str],
     eval_texts: list[str],
-    args: AlignmentTrainingArguments,
+    args: EmbeddingAlignmentConfig,
     steps: int,
     cache_dir: str | Path,
     teacher_batch_size: int = 64,
@@ -71,7 +71,7 @@ def train_shortlist(
 def select_student_layers(
     student_args: StudentArguments,
     data_args: QueryDataArguments,
-    training_args: AlignmentTrainingArguments,
+    training_args: EmbeddingAlignmentConfig,
     train_texts: list[str],
     eval_texts: list[str],
     max_candidates: int = 64,

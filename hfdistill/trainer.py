@@ -12,7 +12,7 @@ from .evaluation import RetrievalEvaluator
 from .losses import alignment_loss
 from .model_card import write_model_card
 from .modeling_asymmetric import ROUTES_FILE, AsymmetricDualEncoder
-from .training_args import AlignmentTrainingArguments
+from .training_args import EmbeddingAlignmentConfig
 
 TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*", "trainer_state.json", "training_args.bin")
 
@@ -30,7 +30,7 @@ class EmbeddingAlignmentTrainer(Trainer):
     def __init__(
         self,
         model: AsymmetricDualEncoder,
-        args: AlignmentTrainingArguments,
+        args: EmbeddingAlignmentConfig,
         data_collator=None,
         train_dataset=None,
         eval_dataset=None,
@@ -38,9 +38,9 @@ class EmbeddingAlignmentTrainer(Trainer):
         compute_metrics=None,
         **kwargs,
     ):
-        if not isinstance(args, AlignmentTrainingArguments):
+        if not isinstance(args, EmbeddingAlignmentConfig):
             raise ValueError(
-                f"args must be AlignmentTrainingArguments (it carries the loss), got {type(args).__name__}."
+                f"args must be EmbeddingAlignmentConfig (it carries the loss), got {type(args).__name__}."
             )
         processing_class = processing_class or model.tokenizer
         model.freeze_document_encoder()

@@ -6,7 +6,6 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
-from .data import join_queries, load_queries, split_queries
 from .embedding_cache import EMBEDDING_DTYPES
 from .layer_selection import PROXIES
 from .losses import LOSSES
@@ -193,23 +192,13 @@ class QueryDataArguments:
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}.")
 
-    def load_splits(self, seed: int) -> tuple[list[str], list[str]]:
-        """(training, held-out) queries: loaded, deduplicated, shuffled with `split_seed` (else `seed`); the cap spares
-        the held-out."""
-        queries = load_queries(self.train_queries, self.queries_split, self.queries_column, self.queries_subset)
-        return split_queries(queries, self.num_eval_queries, self.max_train_samples, self._split_seed(seed))
-
-    def training_examples(self, train_queries: list[str], seed: int) -> list[str]:
-        """The texts to train on: the training queries, then joined ones (`joined_query_fraction` > 0), which follow
-        them so that the teacher embeddings cached for a run without them are reused."""
-        return join_queries(train_queries, self.joined_query_fraction, self._split_seed(seed), self.joined_query_max)
-
-    def _split_seed(self, seed: int) -> int:
+    def split_seed_for(self, seed: int) -> int:
+        """The seed of the held-out/train shuffle and the joined examples: `split_seed`, else the training seed."""
         return seed if self.split_seed is None else self.split_seed
 
 
 @dataclass
-class AlignmentTrainingArguments(TrainingArguments):
+class EmbeddingAlignmentConfig(TrainingArguments):
     """
     Defaults follow the paper: batch 128, lr 1e-4, AdamW, 1,000 warmup steps, 1 epoch; batches group queries of
     similar length (`train_sampling_strategy="group_by_length"`), which only removes padding. AdamW's epsilon stays

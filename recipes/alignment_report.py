@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hfdistill.alignment import alignment_by_length, join_consecutive
 from hfdistill.cli import parse_args
-from hfdistill.data import load_queries
+from hfdistill.data import load_queries, load_query_splits
 from hfdistill.evaluation import load_student
 from hfdistill.training_args import QueryDataArguments
 
@@ -39,7 +39,9 @@ class AlignmentReportArguments:
 
 def main(args: AlignmentReportArguments, data_args: QueryDataArguments) -> None:
     model = load_student(args.model)
-    train_queries, held_out = data_args.load_splits(args.seed) if args.by_rarity or not args.queries else (None, None)
+    train_queries, held_out = (
+        load_query_splits(data_args, args.seed) if args.by_rarity or not args.queries else (None, None)
+    )
     queries = join_consecutive(load_queries(args.queries) if args.queries else held_out, args.join)
     report = {"model": args.model, "queries_from": args.queries or "held-out training queries", "joined": args.join}
     report |= alignment_by_length(

@@ -14,18 +14,16 @@ from transformers import TrainingArguments
 
 from hfdistill import AsymmetricDualEncoder, AsymmetricDualEncoderConfig
 from hfdistill.cli import input_errors, parse_args
-from hfdistill.data import alignment_datasets
+from hfdistill.data import alignment_datasets, load_query_splits, training_texts
 from hfdistill.hub import PushError, check_push_access, push_errors
 from hfdistill.layer_trials import select_student_layers
 from hfdistill.model_card import TRAINING_RECORD, write_model_card
 from hfdistill.preflight import check_teacher_reachable, check_writable_dir, finished_run, resume_checkpoint
 from hfdistill.trainer import EmbeddingAlignmentTrainer
-from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
+from hfdistill.training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 
 
-def check_run(
-    student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments
-):
+def check_run(student_args: StudentArguments, data_args: QueryDataArguments, training_args: EmbeddingAlignmentConfig):
     """What can be checked before the teacher loads: folders, the teacher's files and prompts, Hub access for a
     push, then the query file (read in full). A problem ends the run with one line; nothing is written."""
     check_writable_dir(training_args.output_dir, "output_dir")
@@ -34,7 +32,7 @@ def check_run(
     AsymmetricDualEncoderConfig.from_teacher(student_args.teacher, "first", 1, **student_args.teacher_kwargs)
     if training_args.push_to_hub:
         check_push_access(hub_repo_id(training_args), training_args.hub_token)
-    return data_args.load_splits(training_args.seed)
+    return load_query_splits(data_args, training_args.seed)
 
 
 def hub_repo_id(training_args: TrainingArguments) -> str:
@@ -42,7 +40,7 @@ def hub_repo_id(training_args: TrainingArguments) -> str:
     return training_args.hub_model_id or Path(training_args.output_dir).name
 
 
-def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: AlignmentTrainingArguments):
+def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: EmbeddingAlignmentConfig):
     record = finished_run(training_args.output_dir) if training_args.resume_from_checkpoint else None
     if record is not None:
         print(f"{training_args.output_dir} holds a finished run ({record['global_steps']} steps): nothing to resume, "
@@ -51,7 +49,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     with input_errors():
         resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
         train_queries, eval_texts = check_run(student_args, data_args, training_args)
-        train_texts = data_args.training_examples(train_queries, training_args.seed)
+        train_texts = training_texts(data_args, train_queries, training_args.seed)
     layers, selection = student_args.student_layers, None  # [] is a 0-layer student
     if layers is None:
         layers = student_args.layer_strategy
@@ -120,5 +118,5 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     with input_errors():
-        arguments = parse_args((StudentArguments, QueryDataArguments, AlignmentTrainingArguments))
+        arguments = parse_args((StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig))
     main(*arguments)

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfdistill.cli import parse_args
+from hfdistill.data import load_query_splits, training_texts
 from hfdistill.layer_selection import PROXIES
 from hfdistill.layer_trials import select_student_layers
-from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
+from hfdistill.training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 
 
 @dataclass
@@ -34,12 +35,12 @@ class SelectionArguments:
 def main(
     student_args: StudentArguments,
     data_args: QueryDataArguments,
-    training_args: AlignmentTrainingArguments,
+    training_args: EmbeddingAlignmentConfig,
     args: SelectionArguments,
 ) -> None:
     candidates = _parse_candidates(args.candidates)
-    train_queries, held_out = data_args.load_splits(training_args.seed)
-    train_texts = data_args.training_examples(train_queries, training_args.seed)
+    train_queries, held_out = load_query_splits(data_args, training_args.seed)
+    train_texts = training_texts(data_args, train_queries, training_args.seed)
     result = select_student_layers(
         student_args, data_args, training_args, train_texts, held_out, args.max_candidates, candidates
     )
@@ -72,4 +73,4 @@ def _parse_candidates(candidates: list[str] | None) -> list[list[int]] | None:
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    main(*parse_args((StudentArguments, QueryDataArguments, AlignmentTrainingArguments, SelectionArguments)))
+    main(*parse_args((StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig, SelectionArguments)))

@@ -19,6 +19,7 @@ import torch
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.cli import parse_args
+from hfdistill.data import load_query_splits
 from hfdistill.embedding_cache import EMBEDDING_DTYPES, write_teacher_embeddings
 from hfdistill.training_args import QueryDataArguments
 
@@ -53,7 +54,7 @@ def main(args: CacheMemoryArguments) -> dict:
         picks = torch.randint(len(words), (args.num_queries + 2000, 6), generator=generator).tolist()
         queries.write_text("".join(f"{' '.join(words[w] for w in row)} {i}\n" for i, row in enumerate(picks)))
     data = QueryDataArguments(str(queries), num_eval_queries=2000, embedding_dtype=args.embedding_dtype)
-    train, _ = data.load_splits(seed=42)  # the recipe's split, so the recipe finds these embeddings
+    train, _ = load_query_splits(data, seed=42)  # the recipe's split, so the recipe finds these embeddings
     model = AsymmetricDualEncoder.from_teacher(args.teacher, [0, 5])
     cache = work / "cache"
     start = time.perf_counter()

@@ -2,10 +2,10 @@ import pytest
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.cli import parse_args
-from hfdistill.training_args import AlignmentTrainingArguments, QueryDataArguments, StudentArguments
+from hfdistill.training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 from tests.conftest import QWEN3_PROMPTS, ROOT, write_st_teacher
 
-TYPES = (StudentArguments, QueryDataArguments, AlignmentTrainingArguments)
+TYPES = (StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig)
 BGE_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 
 
@@ -130,7 +130,7 @@ def test_zero_layers_mean_the_same_student_in_yaml_on_the_command_line_and_in_py
 def test_pickled_training_arguments_hold_no_hub_token(tmp_path):
     import pickle
 
-    args = AlignmentTrainingArguments(output_dir=str(tmp_path), hub_token="hf_MARKER", report_to="none")
+    args = EmbeddingAlignmentConfig(output_dir=str(tmp_path), hub_token="hf_MARKER", report_to="none")
     restored = pickle.loads(pickle.dumps(args))
     assert b"hf_MARKER" not in pickle.dumps(args) and restored.hub_token is None
     assert args.hub_token == "hf_MARKER" and restored.learning_rate == args.learning_rate  # the live run keeps it

@@ -9,7 +9,9 @@ from hfdistill.data import (
     QueryAlignmentDataset,
     join_queries,
     load_queries,
+    load_query_splits,
     split_queries,
+    training_texts,
 )
 from hfdistill.training_args import QueryDataArguments
 
@@ -140,9 +142,13 @@ def test_split_dedups_shuffles_and_caps():
 def test_split_seed_fixes_the_split_whatever_the_training_seed(tmp_path):
     (tmp_path / "q.txt").write_text("\n".join(f"query {i}" for i in range(100)))
     args = QueryDataArguments(train_queries=str(tmp_path / "q.txt"), num_eval_queries=10)
-    assert args.load_splits(1) != args.load_splits(2)  # by default the training seed shuffles
+    assert load_query_splits(args, 1) != load_query_splits(args, 2)  # by default the training seed shuffles
     args.split_seed = 7
-    assert args.load_splits(1) == args.load_splits(2) == split_queries([f"query {i}" for i in range(100)], 10, seed=7)
+    assert (
+        load_query_splits(args, 1)
+        == load_query_splits(args, 2)
+        == split_queries([f"query {i}" for i in range(100)], 10, seed=7)
+    )
 
 
 def test_join_queries_appends_longer_examples(tmp_path):
@@ -156,10 +162,10 @@ def test_join_queries_appends_longer_examples(tmp_path):
         join_queries(texts, -0.5)
     (tmp_path / "q.txt").write_text("\n".join(texts))
     args = QueryDataArguments(train_queries=str(tmp_path / "q.txt"), num_eval_queries=10, joined_query_fraction=0.5)
-    train, held_out = args.load_splits(1)
+    train, held_out = load_query_splits(args, 1)
     assert len(train) == 90 and set(train) | set(held_out) == set(texts)  # the split itself stays real queries
-    examples = args.training_examples(train, seed=1)
-    assert examples[:90] == train and len(examples) == 135 and examples == args.training_examples(train, seed=1)
+    examples = training_texts(args, train, seed=1)
+    assert examples[:90] == train and len(examples) == 135 and examples == training_texts(args, train, seed=1)
 
 
 def test_join_queries_draws_two_to_max_joined_queries_per_example():

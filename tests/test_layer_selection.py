@@ -14,7 +14,7 @@ from hfdistill.layer_selection import (
     rank_layer_sets,
 )
 from hfdistill.layer_trials import train_shortlist
-from hfdistill.training_args import AlignmentTrainingArguments
+from hfdistill.training_args import EmbeddingAlignmentConfig
 from tests.conftest import run_script, tiny_distill_args
 
 
@@ -83,7 +83,7 @@ def test_ranking_by_another_proxy_or_given_candidates(tiny_student, queries, tmp
 
 def test_short_training_ranks_the_shortlist_by_trained_alignment(tiny_teacher, queries, tmp_path):
     def trials(learning_rate: float, shortlist: list[list[int]]) -> dict[tuple, float]:
-        args = AlignmentTrainingArguments(
+        args = EmbeddingAlignmentConfig(
             output_dir=str(tmp_path / "run"), per_device_train_batch_size=8, learning_rate=learning_rate,
             warmup_steps=0, report_to="none", use_cpu=True, seed=0, loss="cosine",
         )  # fmt: skip
@@ -103,7 +103,7 @@ def test_short_training_ranks_the_shortlist_by_trained_alignment(tiny_teacher, q
     assert trials(5e-3, [[3]])[(3,)] == pytest.approx(trained[(3,)])  # same seed, same batches: reproducible
     assert not (tmp_path / "run").exists()  # trials save nothing
     with pytest.raises(ValueError, match="needs steps >= 1 and candidates, got 0 steps"):
-        train_shortlist(tiny_teacher, shortlist, queries, queries, AlignmentTrainingArguments(), 0, tmp_path)
+        train_shortlist(tiny_teacher, shortlist, queries, queries, EmbeddingAlignmentConfig(), 0, tmp_path)
 
 
 def test_ranking_restores_the_model(tiny_student, queries, tmp_path):

@@ -5,10 +5,10 @@ from hfdistill import AsymmetricDualEncoder
 from hfdistill.data import QueryAlignmentDataset
 from hfdistill.modeling_asymmetric import layer_stack
 from hfdistill.trainer import EmbeddingAlignmentTrainer
-from hfdistill.training_args import AlignmentTrainingArguments
+from hfdistill.training_args import EmbeddingAlignmentConfig
 
 
-def make_args(tmp_path, **overrides) -> AlignmentTrainingArguments:
+def make_args(tmp_path, **overrides) -> EmbeddingAlignmentConfig:
     defaults = dict(
         output_dir=str(tmp_path / "run"),
         per_device_train_batch_size=16,
@@ -24,7 +24,7 @@ def make_args(tmp_path, **overrides) -> AlignmentTrainingArguments:
         use_cpu=True,
         seed=0,
     )
-    return AlignmentTrainingArguments(**{**defaults, **overrides})
+    return EmbeddingAlignmentConfig(**{**defaults, **overrides})
 
 
 def make_datasets(model, queries):
