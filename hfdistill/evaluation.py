@@ -137,6 +137,7 @@ def evaluate_student(
             AsymmetricEncoder(model, name, "student", cache_dir, batch_size, query_encoder), task
         )
         report["tasks"][task.metadata.name] = {
+            "dataset": task.metadata.dataset["path"],  # a Hub id, or the local folder
             "teacher": teacher,
             "student": student,
             "retention": student["ndcg_at_10"] / teacher["ndcg_at_10"] if teacher["ndcg_at_10"] else 0.0,

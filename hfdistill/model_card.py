@@ -29,6 +29,21 @@ def _is_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
 
 
+def _dataset_fields(name: str, dataset: str | None) -> dict:
+    """model-index dataset fields: a Hub dataset by its id; a local set (or an older record without its source) by
+    its name, said to be local, so the card never passes a local copy off as the Hub dataset."""
+    if dataset is not None and _is_hub_id(dataset):
+        return {"dataset_type": dataset, "dataset_name": name}
+    return {"dataset_type": name, "dataset_name": f"{name} (local BEIR-format set)"}
+
+
+def _describe_queries(source: str) -> str:
+    """The training queries in the card: a Hub dataset linked by id, a local file by its name only."""
+    if _is_hub_id(source):
+        return f"[{source}](https://huggingface.co/datasets/{source})"
+    return f"a local query file (`{Path(source).name}`)"
+
+
 def describe_head(head: list[dict]) -> str:
     """The teacher's head in words: `mean pooling, Dense 384 -> 768 (Tanh), L2 normalization`."""
     words = []
@@ -52,9 +67,10 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
     repo_id = repo_id or str(model_dir)
     eval_results = _read_json(model_dir / "eval_results.json")
     training = _read_json(model_dir / TRAINING_RECORD)
+    has_sentence_transformers = (model_dir / "modules.json").is_file()
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
-        library_name="transformers",
+        library_name="sentence-transformers" if has_sentence_transformers else "transformers",
         pipeline_tag="feature-extraction",
         base_model=config.teacher_name_or_path,
         tags=TAGS,
@@ -62,12 +78,11 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         eval_results=[
             EvalResult(
                 task_type="retrieval",
-                dataset_type=name,
-                dataset_name=name,
+                **_dataset_fields(name, task.get("dataset")),
                 dataset_split="test",
                 metric_type="ndcg_at_10",
                 metric_value=round(task["student"]["ndcg_at_10"], 5),
-            )
+            )  # fmt: skip
             for name, task in (eval_results or {}).get("tasks", {}).items()
         ]
         or None,
@@ -100,7 +115,8 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         },
         speed_results=_read_json(model_dir / "speed_results.json"),
         training=training,
-        has_sentence_transformers=(model_dir / "modules.json").is_file(),
+        train_queries=_describe_queries(training["train_queries"]) if training else None,
+        has_sentence_transformers=has_sentence_transformers,
     )
 
 

@@ -51,8 +51,29 @@ def test_card_from_facts_round_trips(tiny_student, tiny_teacher, tmp_path):
     assert card.data.base_model == tiny_teacher and card.data.pipeline_tag == "feature-extraction"
     assert {"hfdistill", "sentence-transformers", "mteb"} <= set(card.data.tags)
     assert card.data.datasets == ["org/queries"]
-    (result,) = card.data.eval_results
-    assert (result.dataset_name, result.metric_type, result.metric_value) == ("scifact", "ndcg_at_10", 0.54)
+    assert card.data.library_name == "transformers"  # no sentence-transformers files in the folder
+    (result,) = card.data.eval_results  # a record without its source: a local set, and said to be one
+    assert (result.dataset_type, result.dataset_name) == ("scifact", "scifact (local BEIR-format set)")
+    assert (result.metric_type, result.metric_value) == ("ndcg_at_10", 0.54)
+    assert "queries from [org/queries](https://huggingface.co/datasets/org/queries)" in text
+
+
+def test_card_names_hub_datasets_by_id_and_local_files_by_name_only(tiny_student, tmp_path):
+    write_results(tmp_path)
+    tasks = {"SciFact": {**EVAL["tasks"]["scifact"], "dataset": "mteb/scifact"},
+             "msmarco-sub5k": {**EVAL["tasks"]["scifact"], "dataset": "../data/beir/msmarco-sub5k"}}  # fmt: skip
+    (tmp_path / "eval_results.json").write_text(json.dumps({**EVAL, "tasks": tasks}))
+    (tmp_path / "distillation.json").write_text(json.dumps({**TRAINING, "train_queries": "../data/q.tsv.gz"}))
+    (tmp_path / "modules.json").write_text("[]")
+    card = build_model_card(tiny_student, tmp_path, "me/tiny")
+    assert [(r.dataset_type, r.dataset_name) for r in card.data.eval_results] == [
+        ("mteb/scifact", "SciFact"), ("msmarco-sub5k", "msmarco-sub5k (local BEIR-format set)")
+    ]  # fmt: skip
+    assert card.data.library_name == "sentence-transformers" and card.data.datasets is None
+    text = str(card)
+    assert "queries from a local query file (`q.tsv.gz`)" in text and "../data" not in text
+    assert "github.com" not in text
+    assert text.index('SentenceTransformer("me/tiny")') < text.index('AutoModel.from_pretrained("me/tiny"')
 
 
 @pytest.mark.parametrize(

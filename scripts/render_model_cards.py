@@ -1,0 +1,43 @@
+"""Re-render the cards under model_cards/ with the current template, from the records kept beside each card.
+
+A card depends on the student's config and these records (`eval_results*.json`, `speed_results.json`,
+`distillation.json`), not on its trained weights: each student is rebuilt from its teacher with the recorded layers,
+saved in a temporary folder (so the card sees the saved layout), and its card rendered there and copied back.
+
+    HF_HUB_OFFLINE=1 python scripts/render_model_cards.py [model_cards/<name> ...]
+"""
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from hfdistill import AsymmetricDualEncoder
+from hfdistill.model_card import write_model_card
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def render(folder: Path) -> None:
+    record = json.loads((folder / "eval_results.json").read_text())
+    training = json.loads((folder / "distillation.json").read_text())
+    model = AsymmetricDualEncoder.from_teacher(
+        record["teacher"], record["student_layers"],
+        share_token_embeddings=training.get("share_token_embeddings", False),
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        for path in folder.glob("*.json"):
+            shutil.copy(path, tmp)
+        card = write_model_card(model, tmp, folder.name)
+        shutil.copy(card, folder / "README.md")
+    print(f"rendered {folder / 'README.md'}")
+
+
+if __name__ == "__main__":
+    folders = [Path(arg) for arg in sys.argv[1:]] or sorted(
+        p.parent for p in (ROOT / "model_cards").glob("*/eval_results.json")
+    )
+    for folder in folders:
+        render(folder)
