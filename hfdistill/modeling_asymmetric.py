@@ -423,4 +423,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
                 for head in (model.query_head, model.document_head):
                     head[index].load_state_dict(dense.state_dict())
         model.tokenizer = AutoTokenizer.from_pretrained(teacher, **hub_kwargs)
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):  # as Trainer would align them, with a notice
+            if getattr(model.tokenizer, name) is not None:
+                setattr(model.config, name, getattr(model.tokenizer, name))
         return model

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
@@ -248,6 +249,8 @@ class EmbeddingAlignmentConfig(TrainingArguments):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.accelerator.is_available()):
+            self.dataloader_pin_memory = False  # pinned memory only helps copies to an accelerator
         if self.label_names is None:
             self.label_names = ["teacher_embeddings"]
         if self.retrieval_eval_dir is not None and not Path(self.retrieval_eval_dir).is_dir():

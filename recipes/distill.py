@@ -1,6 +1,7 @@
 """Distill a small query encoder from a frozen teacher by embedding alignment (Wang & Lyu, 2023).
 
-    accelerate launch recipes/distill.py recipes/configs/minilm-2L.yaml --output_dir out/minilm-2L
+    python recipes/distill.py recipes/configs/minilm-2L.yaml --output_dir out/minilm-2L
+    accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml recipes/distill.py <config>
 
 Any option of the config can be overridden on the command line (`--key value`); see `--help`.
 """
