@@ -124,7 +124,7 @@ def split_queries(
 def join_queries(texts: list[str], fraction: float, seed: int = 42, max_joined: int = 2) -> list[str]:
     """`texts` followed by `fraction` x as many examples of 2 to `max_joined` of them joined into one longer text.
 
-    Search queries are short (the shared ones: 10.6 tokens on average), so students see few long inputs and align
+    Search queries are short, so students see few long inputs and align
     them worst; joined queries add long query-like inputs. The plain queries come first, unchanged, so the teacher
     embeddings cached for them are reused and only the joined texts are embedded.
     """

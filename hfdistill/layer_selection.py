@@ -4,14 +4,14 @@ Each *untrained* truncated student embeds held-out queries and is scored against
 Candidates share the teacher's layer modules (no copies), so scoring one costs a k-layer forward pass. Proxies:
 
 - `cosine` (default): mean cosine between student and teacher embeddings. It asks for the final vectors before any
-  training, so it favours sets that end in adjacent top layers ([10, 11] over [0, 11] on mpnet).
+  training, so it favours sets that end in adjacent top layers (`[10, 11]` over `[0, 11]` of 12).
 - `neighbours`: retrieval agreement. The teacher's embeddings of the held-out queries act as a small index;
   the score is the share of each query's 10 nearest neighbours in it (itself excluded) that the student's embedding
   also ranks in its top 10, as the student will be used: its query against the teacher's documents.
 - `cka`: linear CKA, the similarity of the two embedding geometries up to rotation and scale.
 
-The last two order 2-layer sets by retention on both offline teachers but favour bottom layers, whose pooled output
-is a lexical embedding ([0] over [11] on mpnet). `layer_trials.py` adds short training runs of the shortlist.
+The last two tend to favour bottom layers, whose pooled output is a lexical embedding, over the top layer that
+training makes the most of; `layer_trials.py` adds short training runs of the shortlist, which settle it.
 """
 
 import itertools

@@ -30,8 +30,8 @@ class StudentArguments:
         selection_proxy (`str`): how `auto` scores candidates untrained: `cosine`, `neighbours` or `cka` (see
             `hfdistill.layer_selection`).
         selection_training_steps (`int`): when > 0, `auto` then trains the proxy's top `selection_shortlist`
-            candidates this many steps each (the run's recipe) and keeps the best by held-out cosine; 50 picked the
-            best-trained sets on both offline teachers, where the proxy alone did not (docs/results.md §3).
+            candidates this many steps each (the run's recipe) and keeps the best by held-out cosine: how a set
+            trains is what an untrained proxy cannot see.
         selection_shortlist (`int`): how many candidates those short runs train.
         pooling (`str`, *optional*): overrides the teacher's sentence-transformers pooling.
         query_prompt (`str`, *optional*): the teacher's query prompt, overriding its
@@ -204,7 +204,7 @@ class EmbeddingAlignmentConfig(TrainingArguments):
     Defaults follow the paper: batch 128, lr 1e-4, AdamW, 1,000 warmup steps, 1 epoch; batches group queries of
     similar length (`train_sampling_strategy="group_by_length"`), which only removes padding. AdamW's epsilon stays
     transformers' 1e-8: BERT's 1e-6 is above the `mse` loss's per-parameter gradients on normalized embeddings and
-    shrinks its steps (-1.7 points of retention, docs/results.md §2).
+    would silently shrink its steps.
 
     Args:
         loss (`str`): `mse` (paper), `cosine`, `mse+cosine` or `l2` between student and teacher embeddings.
@@ -230,7 +230,7 @@ class EmbeddingAlignmentConfig(TrainingArguments):
     )
     train_sampling_strategy: str = field(
         default="group_by_length",
-        metadata={"help": "`group_by_length` batches queries of similar length: ~2.5x less padding than `random`."},
+        metadata={"help": "`group_by_length` batches queries of similar length, so batches carry little padding."},
     )
     retrieval_eval_dir: str | None = field(
         default=None,
