@@ -1,4 +1,4 @@
-"""A small local Hugging Face Hub for tests: the HTTP API huggingface_hub uses to create repos, commit, and download.
+"""A small local Hugging Face Hub for tests of what needs real HTTP: the API huggingface_hub uses to create repos and commit.
 
 Every file is committed as a regular (inline base64) file; failures and authentication can be injected.
 """
@@ -81,8 +81,6 @@ class LocalHub:
                         self._send(400, {"errors": [{"message": str(error)}], "warnings": []})
                 elif parts[:2] == ["api", "models"] and len(parts) >= 4:
                     self._api(method, "/".join(parts[2:4]), parts[4:], body)
-                elif len(parts) >= 4 and parts[2] == "resolve":
-                    self._resolve(method, "/".join(parts[:2]), parts[3], "/".join(parts[4:]))
                 else:
                     self._send(404, {"error": f"not implemented: {method} {path}"})
 
@@ -90,47 +88,6 @@ class LocalHub:
                 if repo_id not in hub.repos:
                     return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
                 branches = hub.repos[repo_id]
-                if rest and rest[0] == "tree":
-                    branch = branches.get(rest[1] if len(rest) > 1 else "main")
-                    if branch is None:
-                        return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
-                    prefix = "/".join(rest[2:]).strip("/")
-                    entries, folders = [], set()
-                    for name, data in sorted(branch["files"].items()):
-                        if prefix and not name.startswith(prefix + "/"):
-                            continue
-                        relative = name[len(prefix) + 1 :] if prefix else name
-                        if "/" in relative and "recursive=true" not in self.path.lower():
-                            folders.add(f"{prefix}/{relative.split('/')[0]}".strip("/"))
-                            continue
-                        entries.append(
-                            {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                        )
-                    entries += [{"type": "directory", "path": f, "oid": "0" * 40} for f in sorted(folders)]
-                    return self._send(200, entries)
-                if not rest or rest[0] == "revision":
-                    revision = rest[1] if len(rest) > 1 else "main"
-                    branch = branches.get(revision) or next(
-                        (b for b in branches.values() if b["sha"] == revision), None
-                    )
-                    if branch is None:
-                        return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
-                    siblings = [
-                        {"rfilename": name, "size": len(data)} for name, data in sorted(branch["files"].items())
-                    ]
-                    return self._send(
-                        200,
-                        {
-                            "id": repo_id,
-                            "modelId": repo_id,
-                            "sha": branch["sha"],
-                            "private": False,
-                            "siblings": siblings,
-                            "tags": [],
-                            "downloads": 0,
-                            "likes": 0,
-                        },
-                    )
                 if rest[0] == "preupload" and method == "POST":
                     files = json.loads(body)["files"]
                     return self._send(
@@ -142,11 +99,6 @@ class LocalHub:
                             ]
                         },
                     )
-                if rest[0] == "branch" and method == "POST":
-                    if not self._authorized():
-                        return None
-                    branches[rest[1]] = {"sha": branches["main"]["sha"], "files": dict(branches["main"]["files"])}
-                    return self._send(200, {})
                 if rest[0] == "commit" and method == "POST":
                     if not self._authorized():
                         return None
@@ -179,24 +131,6 @@ class LocalHub:
                         },
                     )
                 return self._send(404, {"error": f"not implemented: {method} {rest}"})
-
-            def _resolve(self, method, repo_id, revision, filename):
-                branches = hub.repos.get(repo_id)
-                if branches is None:
-                    return self._send(
-                        404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}, head=method == "HEAD"
-                    )
-                branch = branches.get(revision) or next((b for b in branches.values() if b["sha"] == revision), None)
-                if branch is None or filename not in branch["files"]:
-                    code = "RevisionNotFound" if branch is None else "EntryNotFound"
-                    return self._send(404, {"error": "not found"}, {"X-Error-Code": code}, head=method == "HEAD")
-                data = branch["files"][filename]
-                headers = {
-                    "X-Repo-Commit": branch["sha"],
-                    "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
-                    "Content-Type": "application/octet-stream",
-                }
-                return self._send(200, data, headers, head=method == "HEAD")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"

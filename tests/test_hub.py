@@ -1,4 +1,6 @@
-"""Publishing against a local Hub server on 127.0.0.1 (tests/hub_server.py); huggingface_hub itself is untouched."""
+"""Publishing: what is pushed, through huggingface_hub's own `HfApi` with its uploads recorded in a folder; what
+needs real HTTP (retries on 5xx, a refused token, the Trainer's pushes) against a local Hub on 127.0.0.1
+(tests/hub_server.py)."""
 
 import hashlib
 import os
@@ -7,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import ModelCard
+from huggingface_hub import CommitInfo, HfApi, ModelCard
+from huggingface_hub.utils import filter_repo_objects
 
 from hfdistill import AsymmetricDualEncoder
+from hfdistill.hub import push_to_hub
 from tests.conftest import SAVED_FILES, run_script, tiny_distill_args
 from tests.hub_server import TOKEN, LocalHub
 
@@ -59,43 +63,90 @@ def push(hub, tmp_path, student: Path, repo_id: str, *extra: str, token: str | N
     return run_script(args, hub_env(hub, tmp_path, token=token), check=check)
 
 
-def test_push_then_download_gives_identical_embeddings(hub, saved_student, tmp_path):
-    result = push(hub, tmp_path, saved_student, "tester/tiny-student")
-    assert "Pushed" in result.stdout and TOKEN not in result.stdout + result.stderr
-    assert len(hub.commits) == 1  # one commit
-    files = set(hub.commits[0]["files"])
-    assert SAVED_FILES | {"README.md"} <= files
+class RecordedUploads:
+    """`HfApi`'s repository calls, recorded: each upload copies the files its `allow_patterns` select (filtered by
+    huggingface_hub's own `filter_repo_objects`) into `<root>/<repo_id>/<revision>`."""
+
+    def __init__(self, root: Path):
+        self.root, self.calls = root, []
+
+    def create_repo(self, api, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_branch(self, api, repo_id, branch, **kwargs):
+        self.calls.append(("create_branch", repo_id, branch))
+
+    def upload_folder(self, api, *, repo_id, folder_path, revision=None, allow_patterns=None, **kwargs):
+        files = [p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()]
+        kept = list(filter_repo_objects(files, allow_patterns=allow_patterns))
+        target = self.root / repo_id / (revision or "main")
+        for name in kept:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes((Path(folder_path) / name).read_bytes())
+        self.calls.append(("upload_folder", repo_id, revision, sorted(kept), kwargs["commit_message"]))
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/1", commit_message="", commit_description="", oid="1"
+        )
+
+
+@pytest.fixture
+def uploads(monkeypatch, tmp_path) -> RecordedUploads:
+    recorded = RecordedUploads(tmp_path / "hub")
+    for name in ("create_repo", "create_branch", "upload_folder"):
+        method = getattr(recorded, name)
+        monkeypatch.setattr(HfApi, name, lambda api, *args, _method=method, **kwargs: _method(api, *args, **kwargs))
+    return recorded
+
+
+def test_a_push_is_one_upload_of_the_student_each_tensor_once_and_loads_three_ways(uploads, saved_student, tmp_path):
+    before = folder_digest(saved_student)
+    url = push_to_hub(saved_student, "tester/tiny-student", token=TOKEN)
+    assert url.startswith("https://huggingface.co/tester/tiny-student") and folder_digest(saved_student) == before
+    (create, upload) = uploads.calls
+    assert create == ("create_repo", "tester/tiny-student", {"private": False, "exist_ok": True})
+    files = set(upload[3])
+    assert upload[:3] == ("upload_folder", "tester/tiny-student", None)
+    assert SAVED_FILES | {"README.md", "modules.json", "router_config.json"} <= files
     assert not any(name.endswith((".bin", ".pt")) for name in files)
-    stored = hub.repos["tester/tiny-student"]["main"]["files"]
+    repo = tmp_path / "hub" / "tester" / "tiny-student" / "main"
     # a safetensors file is an 8-byte header length, the header, then the tensors' bytes
-    weights = [data for name, data in stored.items() if name.endswith(".safetensors")]
+    weights = [path.read_bytes() for path in repo.rglob("*.safetensors")]
     stored_bytes = sum(len(data) - 8 - int.from_bytes(data[:8], "little") for data in weights)
     student = AsymmetricDualEncoder.from_pretrained(saved_student)
     assert stored_bytes == sum(p.numel() * p.element_size() for p in student.state_dict().values())  # each once
-    assert TOKEN.encode() not in b"".join(stored.values())
-    card = stored["README.md"].decode()
-    assert "asymmetric query encoder" in card and "base_model:" in card
+    assert all(TOKEN.encode() not in path.read_bytes() for path in repo.rglob("*") if path.is_file())
+    card = ModelCard.load(repo / "README.md")
+    assert (
+        card.data.library_name == "sentence-transformers" and 'SentenceTransformer("tester/tiny-student")' in card.text
+    )
     script = textwrap.dedent(f"""
         import sys, torch
         from transformers import AutoModel
         from sentence_transformers import SentenceTransformer
-        ref = torch.load({str(tmp_path / "ref.pt")!r})
-        model = AutoModel.from_pretrained("tester/tiny-student", trust_remote_code=True)
+        ref, repo = torch.load({str(tmp_path / "ref.pt")!r}), {str(repo)!r}
+        model = AutoModel.from_pretrained(repo, trust_remote_code=True)
+        st = SentenceTransformer(repo, device="cpu")
         assert "hfdistill" not in sys.modules
         torch.testing.assert_close(model.encode_queries({TEXTS!r}), ref["q"], atol=1e-5, rtol=0)
         torch.testing.assert_close(model.encode_documents({TEXTS!r}), ref["d"], atol=1e-5, rtol=0)
-        st = SentenceTransformer("tester/tiny-student", device="cpu")
         torch.testing.assert_close(st.encode_query({TEXTS!r}, convert_to_tensor=True), ref["q"], atol=1e-5, rtol=0)
         torch.testing.assert_close(st.encode_document({TEXTS!r}, convert_to_tensor=True), ref["d"], atol=1e-5, rtol=0)
+        import hfdistill
+        native = AutoModel.from_pretrained(repo)
+        torch.testing.assert_close(native.encode_queries({TEXTS!r}), ref["q"], atol=1e-5, rtol=0)
         print("OK")
     """)
-    assert run_script(["-c", script], hub_env(hub, tmp_path, token=None)).stdout.strip().endswith("OK")
+    assert run_script(["-c", script]).stdout.strip().endswith("OK")
 
 
-def test_push_to_a_branch(hub, saved_student, tmp_path):
-    push(hub, tmp_path, saved_student, "tester/b", "--revision", "v1")
-    assert hub.commits[-1]["revision"] == "v1"
-    assert STUDENT_WEIGHTS in hub.repos["tester/b"]["v1"]["files"]
+def test_push_to_a_branch_creates_it(uploads, saved_student):
+    push_to_hub(saved_student, "tester/b", revision="v1", token=TOKEN)
+    assert [call[:3] for call in uploads.calls] == [
+        ("create_repo", "tester/b", {"private": False, "exist_ok": True}),
+        ("create_branch", "tester/b", "v1"),
+        ("upload_folder", "tester/b", "v1"),
+    ]
+    assert STUDENT_WEIGHTS in uploads.calls[-1][3]
 
 
 def test_transient_server_errors_are_retried(hub, saved_student, tmp_path):
