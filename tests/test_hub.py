@@ -13,7 +13,7 @@ from huggingface_hub import CommitInfo, HfApi, ModelCard
 from huggingface_hub.utils import filter_repo_objects
 
 from hfdistill import AsymmetricDualEncoder
-from hfdistill.hub import push_to_hub
+from hfdistill.hub import PushError, push_to_hub
 from tests.conftest import SAVED_FILES, run_script, tiny_distill_args
 from tests.hub_server import TOKEN, LocalHub
 
@@ -149,20 +149,33 @@ def test_push_to_a_branch_creates_it(uploads, saved_student):
     assert STUDENT_WEIGHTS in uploads.calls[-1][3]
 
 
-def test_transient_server_errors_are_retried(hub, saved_student, tmp_path):
+@pytest.fixture
+def waits(hub, monkeypatch) -> list[float]:
+    """Pushes in this process go to the local Hub, and huggingface_hub's retry waits are recorded, not slept."""
+    import huggingface_hub.constants
+    import huggingface_hub.utils._http
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "is_offline_mode", lambda: False)
+    recorded = []
+    monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", recorded.append)
+    return recorded
+
+
+def test_transient_server_errors_are_retried(hub, waits, saved_student):
     hub.fail_commits = [500, 503]
-    push(hub, tmp_path, saved_student, "tester/retry")
+    push_to_hub(saved_student, "tester/retry", token=TOKEN)
     assert sum(1 for method, path in hub.requests if path.endswith("/commit/main")) == 3
+    assert waits == [1, 2]  # huggingface_hub's own backoff
     assert STUDENT_WEIGHTS in hub.repos["tester/retry"]["main"]["files"]
 
 
-def test_failing_server_gives_a_clear_error_and_keeps_local_files(hub, saved_student, tmp_path):
+def test_failing_server_gives_a_clear_error_and_keeps_local_files(hub, waits, saved_student):
     before = folder_digest(saved_student)
     hub.fail_always = True
-    result = push(hub, tmp_path, saved_student, "tester/down", check=False)
-    assert result.returncode != 0
-    assert "Pushing to 'tester/down' failed after retries (HTTP 500)" in result.stderr
-    assert folder_digest(saved_student) == before
+    with pytest.raises(PushError, match=r"Pushing to 'tester/down' failed after retries \(HTTP 500\)"):
+        push_to_hub(saved_student, "tester/down", token=TOKEN)
+    assert waits and folder_digest(saved_student) == before
 
 
 def test_bad_token_gives_the_login_message(hub, saved_student, tmp_path):
