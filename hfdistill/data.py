@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import random
-import re
 import zlib
 from pathlib import Path
 
@@ -21,7 +20,6 @@ logger = logging.getLogger(__name__)
 
 LOCAL_SUFFIXES = (".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz")
 TOKENIZE_BLOCK = 65536  # queries tokenized at a time: the tokenizer's Python lists stay small
-PLACEHOLDER_TOKEN = re.compile(r"\[.*\]|<.*>")  # `[unused12]`, `<extra_id_0>`: vocabulary rows no text produces
 
 
 def open_text(path: Path):
@@ -124,8 +122,8 @@ def split_queries(
 def join_queries(texts: list[str], fraction: float, seed: int = 42, max_joined: int = 2) -> list[str]:
     """`texts` followed by `fraction` x as many examples of 2 to `max_joined` of them joined into one longer text.
 
-    Search queries are short, so students see few long inputs and align
-    them worst; joined queries add long query-like inputs. The plain queries come first, unchanged, so the teacher
+    Search queries are short, so students see few long inputs and align them worst; joined queries add long
+    query-like inputs. The plain queries come first, unchanged, so the teacher
     embeddings cached for them are reused and only the joined texts are embedded.
     """
     if fraction < 0:

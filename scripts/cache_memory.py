@@ -60,9 +60,9 @@ def main(args: CacheMemoryArguments) -> dict:
     start = time.perf_counter()
     dtype = EMBEDDING_DTYPES[args.embedding_dtype]
     embeddings = torch.empty(len(train), model.config.embedding_dim, dtype=dtype)  # filled in blocks: 5M rows fit
-    for start in range(0, len(train), 1_000_000):
-        block = torch.randn(min(1_000_000, len(train) - start), model.config.embedding_dim)
-        embeddings[start : start + len(block)] = torch.nn.functional.normalize(block, dim=-1).to(dtype)
+    for first in range(0, len(train), 1_000_000):
+        block = torch.randn(min(1_000_000, len(train) - first), model.config.embedding_dim)
+        embeddings[first : first + len(block)] = torch.nn.functional.normalize(block, dim=-1).to(dtype)
     path = write_teacher_embeddings(model, train, embeddings, cache, dtype=args.embedding_dtype)
     print(f"{len(train):,} synthetic embeddings written to {path} ({path.stat().st_size / 1e9:.2f} GB) "
           f"in {time.perf_counter() - start:.0f} s")  # fmt: skip

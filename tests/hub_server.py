@@ -1,4 +1,5 @@
-"""A small local Hugging Face Hub for tests of what needs real HTTP: the API huggingface_hub uses to create repos and commit.
+"""A small local Hugging Face Hub for tests of what needs real HTTP: the API huggingface_hub uses to create repos
+and commit.
 
 Every file is committed as a regular (inline base64) file; failures and authentication can be injected.
 """
