@@ -117,6 +117,7 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         training=training,
         train_queries=_describe_queries(training["train_queries"]) if training else None,
         has_sentence_transformers=has_sentence_transformers,
+        share_token_embeddings=config.share_token_embeddings,
     )
 
 

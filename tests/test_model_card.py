@@ -163,3 +163,14 @@ def test_card_shows_every_backend_of_the_speed_results(tiny_student, tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert "The query encoder exported with `recipes/export.py` (`onnx-int8`, int8 weights)" in card
     assert "| scifact | 0.5640 | 94.0% |" in card and "| **mean** | | **94.0%** |" in card
+
+
+def test_card_of_a_student_sharing_token_embeddings_says_how_to_load_it(tiny_teacher, tmp_path):
+    from hfdistill import AsymmetricDualEncoder
+
+    student = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3], share_token_embeddings=True)
+    student.save_pretrained(tmp_path)
+    card = build_model_card(student, tmp_path, "me/shared")  # no training record: the config says it
+    assert card.data.library_name == "transformers"
+    assert "shares the teacher's token embeddings, stored once" in card.text and "cannot express" not in card.text
+    assert 'SentenceTransformer("me/shared")' not in card.text
