@@ -13,7 +13,7 @@ import torch
 from datasets import load_dataset
 from torch.utils.data import Dataset
 
-from .embedding_cache import cached_teacher_embeddings
+from .embedding_cache import EmbeddingRows, cached_teacher_embeddings
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 logger = logging.getLogger(__name__)
@@ -163,10 +163,12 @@ class QueryAlignmentDataset(Dataset):
     that each item carries `input_ids`: the Trainer's `group_by_length` sampler reads their lengths and batches queries
     of similar length, which removes most padding (training queries average ~8 tokens, a random batch of 128 pads to
     ~21). Token ids are kept in one flat int32 array (millions of queries as Python lists would take gigabytes); the
-    teacher embeddings stay as given, memory-mapped from the cache.
+    teacher embeddings stay as given: a tensor, or `EmbeddingRows` read from the cache file as items are taken.
     """
 
-    def __init__(self, texts: list[str], teacher_embeddings: torch.Tensor, model: AsymmetricDualEncoder):
+    def __init__(
+        self, texts: list[str], teacher_embeddings: torch.Tensor | EmbeddingRows, model: AsymmetricDualEncoder
+    ):
         if len(texts) != teacher_embeddings.shape[0]:
             raise ValueError(f"{len(texts)} texts but {teacher_embeddings.shape[0]} teacher embeddings.")
         ids, lengths = [], []
@@ -196,12 +198,15 @@ def alignment_datasets(
     precision: str = "float32",
 ) -> list[QueryAlignmentDataset]:
     """One `QueryAlignmentDataset` per list of texts, with the teacher's embeddings from the cache (or computed in
-    `precision` and stored as `dtype`); `shared_prefixes[i]` leading texts of list i are cached on their own too (see
-    `cached_teacher_embeddings`). Collective under several processes: each calls it, they share the teacher pass."""
+    `precision` and stored as `dtype`), read from its file as items are taken; `shared_prefixes[i]` leading texts of
+    list i are cached on their own too (see `cached_teacher_embeddings`). Collective under several processes: each
+    calls it, they share the teacher pass."""
     return [
         QueryAlignmentDataset(
             texts,
-            cached_teacher_embeddings(model, texts, cache_dir, batch_size, shared, dtype=dtype, precision=precision),
+            cached_teacher_embeddings(
+                model, texts, cache_dir, batch_size, shared, dtype=dtype, precision=precision, rows=True
+            ),
             model,
         )
         for texts, shared in zip(text_lists, shared_prefixes or [0] * len(text_lists), strict=True)

@@ -2,8 +2,8 @@
 
 A cache file is a safetensors file named by a key that hashes the teacher (name and revision, or its weights), its
 head, max length, prompt, the storage dtype and the texts; its metadata repeats the key, so a renamed, stale or
-truncated file is recomputed, never reused. Files are memory-mapped when read: training reads the rows it needs, not
-the whole tensor (10M queries x 768 dims are 31 GB in float32).
+truncated file is recomputed, never reused. Files are memory-mapped when read, and training reads them row by row
+(`EmbeddingRows`): neither loads the whole tensor (10M queries x 768 dims are 31 GB in float32).
 
 The teacher pass embeds shards of `SHARD_SIZE` texts, each written as its own file when done. Under several processes
 (`accelerate launch`) each embeds every N-th missing shard, so N processes embed N times as fast; the shards' bounds do
@@ -104,6 +104,51 @@ def _cache_key(teacher: dict, texts: list[str]) -> tuple[str, dict[str, str]]:
     return key, {"key": key, **{name: str(value) for name, value in fields.items()}}
 
 
+class EmbeddingRows:
+    """The embeddings of a cache file, read from disk when indexed: a row (`rows[i]`) or a slice (`rows[i:j]`).
+
+    Training reads every row once an epoch, in random order. Through a memory map, each page it touches stays mapped
+    into the process with the neighbours the kernel maps around each fault, so the process's resident memory grows
+    toward the file's size within an epoch. Plain reads go through the page cache instead, which the kernel frees as
+    it needs: the process holds only the rows in use. Picklable: each process (a DataLoader worker) opens the file.
+
+    Args:
+        embeddings (`np.memmap`):
+            A cache file's embeddings as `_open_embeddings` maps them: the file, offset, dtype and shape to read.
+    """
+
+    def __init__(self, embeddings: np.memmap):
+        self.path, self.offset, self.shape = embeddings.filename, embeddings.offset, torch.Size(embeddings.shape)
+        self.dtype = torch.from_numpy(embeddings[:0]).dtype
+        self.row_bytes = embeddings.shape[1] * embeddings.itemsize
+        self._file = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int | slice) -> torch.Tensor:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError(f"EmbeddingRows reads contiguous slices only, got step {step}.")
+            stop = max(start, stop)
+        else:
+            start = range(len(self))[index]  # an IndexError out of range, as a tensor's
+            stop = start + 1
+        if self._file is None:
+            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - kept open while the rows are read
+        data = bytearray((stop - start) * self.row_bytes)
+        self._file.seek(self.offset + start * self.row_bytes)
+        if self._file.readinto(data) != len(data):
+            raise OSError(f"{self.path} is shorter than its header says: rows {start} to {stop} cannot be read.")
+        rows = torch.frombuffer(data, dtype=self.dtype).view(stop - start, self.shape[1]) if data else (
+            torch.empty(0, self.shape[1], dtype=self.dtype))  # fmt: skip
+        return rows if isinstance(index, slice) else rows[0]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_file": None}
+
+
 def _open_embeddings(path: Path) -> tuple[dict, np.ndarray]:
     """(metadata, embeddings) of a cache file; the embeddings are memory-mapped (copy-on-write), rows are read from
     disk as they are used."""
@@ -137,8 +182,9 @@ def _all_finite(embeddings: np.ndarray) -> bool:
     return True
 
 
-def _read_cached(path: Path, key: str, count: int) -> torch.Tensor | None:
-    """The embeddings in a cache file whose metadata repeats `key`, that holds `count` rows, all finite; else None."""
+def _read_cached(path: Path, key: str, count: int) -> np.ndarray | None:
+    """The embeddings in a cache file whose metadata repeats `key`, that holds `count` rows, all finite (memory-mapped
+    unless empty); else None."""
     try:
         metadata, embeddings = _open_embeddings(path)
     except Exception:  # noqa: BLE001 - a missing, truncated or unreadable cache file is recomputed
@@ -148,7 +194,7 @@ def _read_cached(path: Path, key: str, count: int) -> torch.Tensor | None:
     if not _all_finite(embeddings):
         logger.warning("%s holds non-finite teacher embeddings (NaN or inf): ignored, the teacher embeds again", path)
         return None
-    return torch.from_numpy(embeddings)
+    return embeddings
 
 
 def _write_cache(path: Path, embeddings: torch.Tensor, metadata: dict[str, str]) -> bool:
@@ -185,7 +231,7 @@ def _cached_prefix(cache_dir: Path, teacher: dict, texts: list[str]) -> torch.Te
         key, _ = _cache_key(teacher, texts[:count])
         embeddings = _read_cached(cache_dir / CACHE_FILE.format(key), key, count)
         if embeddings is not None:
-            return embeddings
+            return torch.from_numpy(embeddings)
     return None
 
 
@@ -196,7 +242,8 @@ def _shard(cache_dir: Path, key: str, first: int, end: int) -> tuple[Path, str]:
 
 def _embed_shards(encode, texts: list[str], start: int, cache_dir: Path, key: str, batch_size: int, dtype):
     """(embeddings of `texts[start:]` shard by shard, how many texts this process embedded). Each process embeds every
-    N-th shard not written yet and writes it, then all read every shard. Collective: every process calls it."""
+    N-th shard not written yet and writes it, then the main process reads every shard (the others get none).
+    Collective: every process calls it."""
     state = PartialState()
     bounds = [(first, min(first + SHARD_SIZE, len(texts))) for first in range(start, len(texts), SHARD_SIZE)]
     mine = bounds[state.process_index :: state.num_processes]
@@ -221,8 +268,10 @@ def _embed_shards(encode, texts: list[str], start: int, cache_dir: Path, key: st
         raise OSError(
             f"{cache_dir} is not writable, and {state.num_processes} processes share the teacher pass there."
         )
-    shards = [kept[first] if first in kept else _read_cached(*_shard(cache_dir, key, first, end), end - first)
-              for first, end in bounds]  # fmt: skip
+    if not state.is_main_process:  # the main process joins the shards and removes them, maybe while this one reads
+        return [], embedded
+    shards = [kept[first] if first in kept else torch.from_numpy(_read_cached(*_shard(cache_dir, key, first, end),
+              end - first)) for first, end in bounds]  # fmt: skip
     return shards, embedded
 
 
@@ -235,7 +284,8 @@ def cached_teacher_embeddings(
     prompt_type: str = "query",
     dtype: str = "float32",
     precision: str = "float32",
-) -> torch.Tensor:
+    rows: bool = False,
+) -> torch.Tensor | EmbeddingRows:
     """Teacher embeddings of `texts` as queries (with the teacher's query prompt, the distillation targets) or as
     documents (`prompt_type="document"`, with its document prompt), read from `cache_dir` when this teacher already
     embedded these texts so.
@@ -244,7 +294,8 @@ def cached_teacher_embeddings(
     (the plain queries before added examples) are also cached on their own, so a later run without the additions
     reads them too. `dtype` is how they are stored (`float16` halves the file); they are returned memory-mapped in it.
     `precision` (`bfloat16`, `float16`) runs the teacher under autocast, as mixed-precision training does; it is part
-    of the key.
+    of the key. `rows=True` returns them as `EmbeddingRows`, read from the file as they are indexed (what training
+    does), instead of memory-mapped; a cache that could not be written returns them in memory either way.
     Under several processes every process must call it: they share the teacher pass (see the module's docstring).
     """
     encode = _teacher_encoder(model, prompt_type, precision)
@@ -255,7 +306,7 @@ def cached_teacher_embeddings(
     embeddings = _read_cached(path, key, len(texts))
     if embeddings is not None:
         logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
-        return embeddings
+        return _as_read(embeddings, rows)
     start = time.perf_counter()
     if 0 < shared_prefix < len(texts):
         cached_teacher_embeddings(
@@ -281,7 +332,12 @@ def cached_teacher_embeddings(
     state.wait_for_everyone()
     if not written:
         return embeddings
-    return _read_cached(path, key, len(texts))  # memory-mapped: the rows in memory are those in use
+    return _as_read(_read_cached(path, key, len(texts)), rows)
+
+
+def _as_read(embeddings: np.ndarray, rows: bool) -> torch.Tensor | EmbeddingRows:
+    """A cache file's embeddings as `cached_teacher_embeddings` returns them: rows read when indexed, or a tensor."""
+    return EmbeddingRows(embeddings) if rows and isinstance(embeddings, np.memmap) else torch.from_numpy(embeddings)
 
 
 def write_teacher_embeddings(

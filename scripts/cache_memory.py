@@ -2,7 +2,9 @@
 
 Writes N synthetic queries and random unit-norm "teacher" embeddings of them straight into the cache (the real
 teacher pass is skipped: memory does not depend on the values), then runs recipes/distill.py for a few hundred steps
-in a child process and reports the child's peak RSS (its VmHWM, polled while it runs).
+in a child process and reports the child's peak RSS (its VmHWM, polled while it runs), and the most anonymous and
+file-backed resident memory seen while polling (file-backed pages are mapped files: the page cache, which the kernel
+frees as it needs).
 
     python scripts/cache_memory.py --num_queries 100000 --work_dir runs/cache-memory
     python scripts/cache_memory.py --num_queries 5000000 --work_dir runs/cache-memory
@@ -35,13 +37,15 @@ class CacheMemoryArguments:
     max_steps: int = field(default=300, metadata={"help": "Training steps of the measured run."})
 
 
-def _high_water_mark_kib(pid: int) -> int:
-    """Peak resident set size (VmHWM) of a running process, in KiB; 0 once it has exited."""
+def _memory_kib(pid: int) -> dict[str, int]:
+    """A running process's peak resident set size (VmHWM) and its resident anonymous and file-backed memory now
+    (RssAnon, RssFile), in KiB; {} once it has exited."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return 0
-    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+        return {}
+    fields = ("VmHWM", "RssAnon", "RssFile")
+    return {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith(fields)}
 
 
 def main(args: CacheMemoryArguments) -> dict:
@@ -75,15 +79,17 @@ def main(args: CacheMemoryArguments) -> dict:
            str(work / f"run-{args.num_queries}")]  # fmt: skip
     start = time.perf_counter()
     child = subprocess.Popen(run, cwd=ROOT)
-    peak = 0
+    peaks = {"VmHWM": 0, "RssAnon": 0, "RssFile": 0}
     while child.poll() is None:  # the child's own high-water mark: getrusage(RUSAGE_CHILDREN) would also count the
-        peak = max(peak, _high_water_mark_kib(child.pid))  # pages this (large) process held when it forked the child
+        for name, kib in _memory_kib(child.pid).items():  # pages this (large) process held when it forked the child
+            peaks[name] = max(peaks[name], kib)
         time.sleep(0.2)
     if child.returncode:
         raise subprocess.CalledProcessError(child.returncode, run)
-    seconds, peak = time.perf_counter() - start, peak / 2**20  # KiB -> GiB
+    seconds, gib = time.perf_counter() - start, {name: round(kib / 2**20, 3) for name, kib in peaks.items()}
     result = {"num_queries": args.num_queries, "embedding_dtype": args.embedding_dtype, "max_steps": args.max_steps,
-              "peak_rss_gib": round(peak, 3), "seconds": round(seconds, 1)}  # fmt: skip
+              "peak_rss_gib": gib["VmHWM"], "max_anonymous_gib": gib["RssAnon"], "max_file_backed_gib": gib["RssFile"],
+              "seconds": round(seconds, 1)}  # fmt: skip
     print(json.dumps(result))
     (work / f"memory-{args.num_queries}.json").write_text(json.dumps(result, indent=2))
     return result

@@ -1,5 +1,7 @@
+import gc
 import json
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -9,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hfdistill import embedding_cache
-from hfdistill.embedding_cache import cached_teacher_embeddings, fingerprint
+from hfdistill.embedding_cache import EmbeddingRows, cached_teacher_embeddings, fingerprint
 
 
 def test_fingerprint_depends_on_order_and_content():
@@ -240,6 +242,22 @@ def test_float16_storage_halves_the_file_and_reads_memory_mapped(tiny_student, q
     assert str(half_file) in Path("/proc/self/maps").read_text()  # memory-mapped: rows are read as they are used
     with pytest.raises(ValueError, match=r"Unknown embedding dtype 'int8'; choose one of \('float32', 'float16'\)"):
         cached_teacher_embeddings(tiny_student, queries, tmp_path, dtype="int8")
+
+
+def test_training_reads_rows_from_the_file_without_mapping_it(tiny_student, queries, tmp_path):
+    expected = cached_teacher_embeddings(tiny_student, queries, tmp_path, dtype="float16").clone()
+    gc.collect()  # the memory map above is closed
+    rows = cached_teacher_embeddings(tiny_student, queries, tmp_path, dtype="float16", rows=True)
+    assert isinstance(rows, EmbeddingRows) and rows.shape == expected.shape and len(rows) == len(queries)
+    assert rows[5].dtype == torch.float16 and torch.equal(rows[5], expected[5]) and torch.equal(rows[-1], expected[-1])
+    assert torch.equal(rows[3:9], expected[3:9]) and torch.equal(rows[:], expected) and rows[9:3].shape == (0, 32)
+    assert torch.equal(pickle.loads(pickle.dumps(rows))[7], expected[7])  # a DataLoader worker opens its own file
+    (path,) = tmp_path.iterdir()
+    assert str(path) not in Path("/proc/self/maps").read_text()  # read, not mapped: RSS does not grow with the file
+    with pytest.raises(IndexError):
+        rows[len(queries)]
+    with pytest.raises(ValueError, match="contiguous slices only, got step 2"):
+        rows[::2]
 
 
 SHARDED_RUN = """
