@@ -75,13 +75,18 @@ def random_student(
 def speedups(throughput: dict, latency: dict) -> dict:
     """Student/teacher ratios: throughput speed-up per batch size, and how many times lower the latency is. With
     other backends, `backends[b]` gives each backend's student against the torch teacher and against the teacher run
-    by the same backend."""
+    by the same backend; `others[name]` gives each other query encoder against the torch teacher."""
     ratios = {
         "throughput": {bs: r["student"] / r["teacher"] for bs, r in throughput.items()},
         "latency_p50": latency["teacher"]["p50_ms"] / latency["student"]["p50_ms"],
         "latency_p99": latency["teacher"]["p99_ms"] / latency["student"]["p99_ms"],
     }
-    for backend in sorted({name.split(" (")[1][:-1] for name in latency if " (" in name}):
+    for name in latency.keys() - {"teacher", "student"} - {n for n in latency if n.endswith(")")}:  # others
+        ratios.setdefault("others", {})[name] = {
+            "vs_torch_teacher": {bs: r[name] / r["teacher"] for bs, r in throughput.items()},
+            "latency_p50_vs_torch_teacher": latency["teacher"]["p50_ms"] / latency[name]["p50_ms"],
+        }
+    for backend in sorted({name.split(" (")[1][:-1] for name in latency if name.endswith(")")}):
         student, teacher = encoder_name("student", backend), encoder_name("teacher", backend)
         ratios.setdefault("backends", {})[backend] = {
             "vs_torch_teacher": {bs: r[student] / r["teacher"] for bs, r in throughput.items()},
@@ -99,9 +104,11 @@ def measure_speed(
     num_threads: int | None = None,
     latency_queries: int = 200,
     backends: tuple[str, ...] = ("torch",),
+    other_encoders: dict | None = None,
 ) -> dict:
     """Queries/s per batch size (median of `repeats` timed passes after one warm-up pass) and batch-1 latency, for the
-    teacher and the student under each of `backends` (`torch`, `onnx`, `onnx-int8`).
+    teacher and the student under each of `backends` (`torch`, `onnx`, `onnx-int8`), and for `other_encoders`
+    ({name: `encode_queries`}, e.g. a baseline's: `query_encoders.load_query_encoder`).
 
     All encoders alternate within each repeat, tokenization included, so machine noise hits them alike.
     """
@@ -112,6 +119,9 @@ def measure_speed(
     model.eval()
     with tempfile.TemporaryDirectory() as workdir:
         encoders = query_encoders(model, tuple(backends), workdir, num_threads)
+        if clash := set(encoders) & set(other_encoders or {}):
+            raise ValueError(f"Other query encoders cannot be named {sorted(clash)}: the teacher and student are.")
+        encoders.update(other_encoders or {})
         throughput = {}
         for batch_size in batch_sizes:
             texts = queries[: max(batch_size * 4, 256)] if batch_size > 1 else queries[:latency_queries]
@@ -170,4 +180,9 @@ def format_speed(results: dict) -> str:
                 f"{ratios['vs_same_backend_teacher'][batch_size]:>9.2f}x   ({backend} teacher {row[teacher]:.1f} q/s)"
             )
         lines.append(f"  batch-1 latency p50 {latency[student]['p50_ms']:.2f} ms")
+    for name, ratios in results["speedup"].get("others", {}).items():
+        lines.append(f"{name}: q/s, x the torch teacher")
+        for batch_size, row in results["throughput_qps"].items():
+            lines.append(f"{batch_size:>6}{row[name]:>14.1f}{ratios['vs_torch_teacher'][batch_size]:>9.2f}x")
+        lines.append(f"  batch-1 latency p50 {latency[name]['p50_ms']:.2f} ms")
     return "\n".join(lines)

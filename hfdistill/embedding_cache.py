@@ -182,16 +182,16 @@ def _all_finite(embeddings: np.ndarray) -> bool:
     return True
 
 
-def _read_cached(path: Path, key: str, count: int) -> np.ndarray | None:
+def _read_cached(path: Path, key: str, count: int, checked: bool = False) -> np.ndarray | None:
     """The embeddings in a cache file whose metadata repeats `key`, that holds `count` rows, all finite (memory-mapped
-    unless empty); else None."""
+    unless empty); else None. `checked`: this pass wrote the file, or found it finite, so its values are not read."""
     try:
         metadata, embeddings = _open_embeddings(path)
     except Exception:  # noqa: BLE001 - a missing, truncated or unreadable cache file is recomputed
         return None
     if metadata.get("key") != key or embeddings.shape[0] != count:
         return None
-    if not _all_finite(embeddings):
+    if not checked and not _all_finite(embeddings):
         logger.warning("%s holds non-finite teacher embeddings (NaN or inf): ignored, the teacher embeds again", path)
         return None
     return embeddings
@@ -270,9 +270,12 @@ def _embed_shards(encode, texts: list[str], start: int, cache_dir: Path, key: st
         )
     if not state.is_main_process:  # the main process joins the shards and removes them, maybe while this one reads
         return [], embedded
-    shards = [kept[first] if first in kept else torch.from_numpy(_read_cached(*_shard(cache_dir, key, first, end),
-              end - first)) for first, end in bounds]  # fmt: skip
-    return shards, embedded
+
+    def read(first: int, end: int) -> torch.Tensor:  # each shard was checked when found or embedded
+        return kept[first] if first in kept else torch.from_numpy(
+            _read_cached(*_shard(cache_dir, key, first, end), end - first, checked=True))  # fmt: skip
+
+    return [read(first, end) for first, end in bounds], embedded
 
 
 def cached_teacher_embeddings(
@@ -332,7 +335,7 @@ def cached_teacher_embeddings(
     state.wait_for_everyone()
     if not written:
         return embeddings
-    return _as_read(_read_cached(path, key, len(texts)), rows)
+    return _as_read(_read_cached(path, key, len(texts), checked=True), rows)
 
 
 def _as_read(embeddings: np.ndarray, rows: bool) -> torch.Tensor | EmbeddingRows:

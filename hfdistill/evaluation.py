@@ -27,7 +27,7 @@ class AsymmetricEncoder(AbsEncoder):
 
     Documents (and, with `role="teacher"`, queries too) are encoded by the frozen teacher and cached on disk, keyed by
     the teacher's identity and the exact texts, so a second student re-encodes only its queries. `query_encoder`
-    replaces the student's torch `encode_queries` (e.g. an exported ONNX or int8 one, `export.OnnxQueryEncoder`).
+    replaces the student's torch `encode_queries` (an exported ONNX one, or a baseline: `query_encoders`).
     """
 
     def __init__(
@@ -123,7 +123,13 @@ def evaluate_student(
     query_encoder=None,
 ) -> dict:
     """Teacher and student scores per task and the paper's retention (student nDCG@10 / teacher nDCG@10, mean);
-    `query_encoder` scores an exported query encoder of the student instead of its torch one."""
+    `query_encoder` (`query_encoders.load_query_encoder`) is scored instead of the student's torch one."""
+    dim = query_encoder.config["embedding_dim"] if query_encoder is not None else model.config.embedding_dim
+    if dim != model.config.embedding_dim:
+        raise ValueError(
+            f"The query encoder gives {dim}-d embeddings and the teacher {model.config.teacher_name_or_path} "
+            f"{model.config.embedding_dim}-d: they cannot be compared."
+        )
     report = {
         "teacher": model.config.teacher_name_or_path,
         "student": name,

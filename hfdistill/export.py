@@ -137,6 +137,7 @@ class OnnxQueryEncoder:
             options.intra_op_num_threads = num_threads
         path = directory / (file_name or self.config["file_name"])
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.backend = "onnx-int8" if self.config["quantize"] == "int8" else "onnx"
 
     def encode_queries(self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False):
         prompt, order = self.config["prompt"], sorted(range(len(queries)), key=lambda i: -len(queries[i]))

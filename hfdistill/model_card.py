@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 TRAINING_RECORD = "distillation.json"
-EXPORTED_EVAL_RESULTS = "eval_results_{}.json"  # {} = onnx or onnx-int8: recipes/evaluate.py --query_encoder
+EXPORTED_EVAL_RESULTS = "eval_results_{}.json"  # {} = the backend of recipes/evaluate.py --query_encoder
 TAGS = ["hfdistill", "sentence-transformers", "feature-extraction", "mteb", "dense-retrieval", "query-encoder"]
 
 

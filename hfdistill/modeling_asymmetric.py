@@ -35,6 +35,12 @@ _HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder"
 _TOKENIZER_KWARGS = (*_HUB_KWARGS, "trust_remote_code")
 
 
+SHARED_EMBEDDINGS_SAVED_ONCE = (
+    "the student shares the teacher's token embeddings, which sentence-transformers would store once per route; "
+    "`AsymmetricDualEncoder.from_pretrained(path).to_sentence_transformer()` gives the SentenceTransformer"
+)
+
+
 class NotExpressibleError(ValueError):
     """The student has no sentence-transformers form (its encoder is not a plain model of its config)."""
 
@@ -320,16 +326,15 @@ class AsymmetricDualEncoder(PreTrainedModel):
         """
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
-        try:
-            if self.config.share_token_embeddings:
-                raise NotExpressibleError(
-                    "the student shares the teacher's token embeddings, which sentence-transformers would store once "
-                    "per route; `AsymmetricDualEncoder.from_pretrained(path).to_sentence_transformer()` gives the "
-                    "SentenceTransformer"
-                )
-            view = self.to_sentence_transformer()
-        except NotExpressibleError as error:
-            logger.warning("Saving %s for transformers only: %s", save_directory, error)
+        if self.config.share_token_embeddings:
+            view, reason = None, SHARED_EMBEDDINGS_SAVED_ONCE
+        else:
+            try:
+                view, reason = self.to_sentence_transformer(), None
+            except NotExpressibleError as error:
+                view, reason = None, str(error)
+        if view is None:
+            logger.warning("Saving %s for transformers only: %s", save_directory, reason)
             (save_directory / ROUTES_FILE).unlink(missing_ok=True)  # a stale layout would shadow these weights
             state = kwargs.pop("state_dict", None) or self.state_dict()
             shared = f"query_encoder.{self._token_embedding_key()}" if self.config.share_token_embeddings else None

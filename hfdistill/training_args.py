@@ -213,6 +213,7 @@ class EmbeddingAlignmentConfig(TrainingArguments):
             `qrels/test.tsv`); every evaluation then also logs the student's `eval_ndcg_at_10` and `eval_retention`,
             usable as `metric_for_best_model`.
         retrieval_cache_dir (`str`): where the teacher's document embeddings for that folder are cached.
+        hub_model_id (`str`, *optional*): with `push_to_hub`, defaults to the output folder's name, as Trainer's.
     """
 
     loss: str = field(default="mse", metadata={"help": f"Alignment loss: {LOSSES}."})
@@ -253,6 +254,8 @@ class EmbeddingAlignmentConfig(TrainingArguments):
             self.dataloader_pin_memory = False  # pinned memory only helps copies to an accelerator
         if self.label_names is None:
             self.label_names = ["teacher_embeddings"]
+        if self.push_to_hub and self.hub_model_id is None:  # Trainer's default, named before the run checks access
+            self.hub_model_id = Path(self.output_dir).absolute().name
         if self.retrieval_eval_dir is not None and not Path(self.retrieval_eval_dir).is_dir():
             raise FileNotFoundError(f"retrieval_eval_dir {self.retrieval_eval_dir!r} is not a folder.")
         if self.resume_from_checkpoint in ("true", "True", "last"):

@@ -13,6 +13,7 @@ from hfdistill.benchmark import BACKENDS, format_speed, measure_speed
 from hfdistill.cli import input_errors, parse_args
 from hfdistill.data import load_queries
 from hfdistill.evaluation import load_student
+from hfdistill.query_encoders import load_query_encoder
 
 
 @dataclass
@@ -26,6 +27,13 @@ class BenchmarkArguments:
     backends: list[str] = field(
         default_factory=lambda: ["torch"], metadata={"help": f"Runtimes of teacher and student: {BACKENDS}."}
     )
+    query_encoders: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Other query encoders timed beside them, e.g. a baseline: sentence-transformers models or "
+            "recipes/export.py folders."
+        },
+    )
     output_dir: str = field(default="out/benchmark", metadata={"help": "Where speed_results.json is written."})
 
 
@@ -33,9 +41,11 @@ def main(args: BenchmarkArguments) -> dict:
     with input_errors():
         model = load_student(args.model).to(args.device)
         queries = load_queries(args.queries)
+        others = {path: load_query_encoder(path, args.threads).encode_queries for path in args.query_encoders}
         results = measure_speed(
-            model, queries, tuple(args.batch_sizes), args.repeats, args.threads, backends=args.backends
-        )
+            model, queries, tuple(args.batch_sizes), args.repeats, args.threads, backends=args.backends,
+            other_encoders=others,
+        )  # fmt: skip
     results["model"] = args.model
     print(f"{args.model} vs {results['teacher']} on {results['device']}, {results['threads']} threads")
     print(format_speed(results))

@@ -11,8 +11,6 @@ import logging
 import sys
 from pathlib import Path
 
-from transformers import TrainingArguments
-
 from hfdistill import AsymmetricDualEncoder, AsymmetricDualEncoderConfig
 from hfdistill.cli import input_errors, parse_args
 from hfdistill.data import alignment_datasets, load_query_splits, training_texts
@@ -32,13 +30,8 @@ def check_run(student_args: StudentArguments, data_args: QueryDataArguments, tra
     check_teacher_reachable(student_args.teacher, student_args.teacher_revision)
     AsymmetricDualEncoderConfig.from_teacher(student_args.teacher, "first", 1, **student_args.teacher_kwargs)
     if training_args.push_to_hub:
-        check_push_access(hub_repo_id(training_args), training_args.hub_token)
+        check_push_access(training_args.hub_model_id, training_args.hub_token)
     return load_query_splits(data_args, training_args.seed)
-
-
-def hub_repo_id(training_args: TrainingArguments) -> str:
-    """The repository the Trainer pushes to (its own rule: `hub_model_id`, else the output folder's name)."""
-    return training_args.hub_model_id or Path(training_args.output_dir).name
 
 
 def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: EmbeddingAlignmentConfig):
@@ -74,7 +67,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         dtype=data_args.embedding_dtype,
         precision="bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else "float32",
     )
-    with input_errors(), push_errors(hub_repo_id(training_args)):  # a push creates its repository here
+    with input_errors(), push_errors(training_args.hub_model_id):  # a push creates its repository here
         trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])
     untrained = trainer.evaluate(metric_key_prefix="untrained")  # the truncated student before distillation
     trainer.log_metrics("untrained", untrained)
@@ -109,7 +102,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         write_model_card(model, training_args.output_dir, training_args.hub_model_id)
     if training_args.push_to_hub:
         try:
-            with push_errors(hub_repo_id(training_args)):
+            with push_errors(training_args.hub_model_id):
                 trainer.push_to_hub()
         except PushError as error:
             saved = training_args.output_dir

@@ -17,8 +17,8 @@ from accelerate import PartialState
 
 from hfdistill.cli import input_errors, parse_args
 from hfdistill.evaluation import evaluate_student, format_report, load_student
-from hfdistill.export import OnnxQueryEncoder
 from hfdistill.model_card import EXPORTED_EVAL_RESULTS
+from hfdistill.query_encoders import SentenceTransformerQueryEncoder, load_query_encoder
 from hfdistill.retrieval_tasks import resolve_task
 
 
@@ -37,7 +37,9 @@ class EvaluationArguments:
     query_encoder: str | None = field(
         default=None,
         metadata={
-            "help": "The student's exported query encoder (recipes/export.py) to score instead of its torch one."
+            "help": "A query encoder to score instead of the student's torch one, against --model's teacher: the "
+            "student's export (recipes/export.py), or a sentence-transformers model in the teacher's space (e.g. "
+            "scripts/model2vec_baseline.py)."
         },
     )
 
@@ -45,22 +47,26 @@ class EvaluationArguments:
 def main(args: EvaluationArguments) -> list[dict]:
     with input_errors():  # a bad task, model or exported encoder fails before any encoding
         tasks = [resolve_task(name, args.data_dir) for name in args.tasks]
-        query_encoder = OnnxQueryEncoder(args.query_encoder) if args.query_encoder else None
-        if query_encoder is not None and len(args.model) != 1:
-            raise ValueError("--query_encoder scores one exported student: give its --model (whose teacher indexes).")
+        if args.query_encoder and len(args.model) != 1:
+            raise ValueError("--query_encoder scores one query encoder: give one --model (whose teacher indexes).")
+        query_encoder = load_query_encoder(args.query_encoder) if args.query_encoder else None
     reports = []
     for name in args.model:
         model = load_student(name).to(args.device or PartialState().device)
-        report = evaluate_student(model, name, tasks, args.cache_dir, args.batch_size, query_encoder)
+        baseline = isinstance(query_encoder, SentenceTransformerQueryEncoder)  # not the student's: its own name
+        report = evaluate_student(
+            model, args.query_encoder if baseline else name, tasks, args.cache_dir, args.batch_size, query_encoder
+        )
         if query_encoder is not None:
             report["query_encoder"] = {"path": args.query_encoder, **query_encoder.config}
+        if baseline:
+            report["student_layers"] = "none (its own model)"
         print(format_report(report))
         out = Path(args.output_dir)
         if len(args.model) > 1:
             out = out / re.sub(r"[^\w.-]+", "_", name).strip("_")
         out.mkdir(parents=True, exist_ok=True)
-        exported = query_encoder and ("onnx-int8" if query_encoder.config["quantize"] == "int8" else "onnx")
-        results_file = EXPORTED_EVAL_RESULTS.format(exported) if exported else "eval_results.json"
+        results_file = EXPORTED_EVAL_RESULTS.format(query_encoder.backend) if query_encoder else "eval_results.json"
         (out / results_file).write_text(json.dumps(report, indent=2))
         reports.append(report)
     return reports

@@ -52,6 +52,17 @@ def test_every_backend_measured_in_one_run(tiny_student, queries):
         measure_speed(tiny_student, queries, backends=("onnx", "tflite"))
 
 
+def test_other_query_encoders_are_timed_beside_the_teacher(tiny_student, queries):
+    other = {"baseline": tiny_student.encode_teacher_queries}
+    results = measure_speed(tiny_student, queries, batch_sizes=(8,), repeats=1, num_threads=1, latency_queries=5,
+                            other_encoders=other)  # fmt: skip
+    row, ratios = results["throughput_qps"]["8"], results["speedup"]["others"]["baseline"]
+    assert ratios["vs_torch_teacher"]["8"] == pytest.approx(row["baseline"] / row["teacher"])
+    assert "baseline: q/s, x the torch teacher" in format_speed(results) and "backends" not in results["speedup"]
+    with pytest.raises(ValueError, match=r"Other query encoders cannot be named \['student'\]"):
+        measure_speed(tiny_student, queries, other_encoders={"student": tiny_student.encode_queries})
+
+
 def test_benchmark_recipe_writes_json(tiny_student, queries, tmp_path):
     tiny_student.save_pretrained(tmp_path / "student")
     (tmp_path / "q.tsv").write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(queries)))

@@ -143,3 +143,14 @@ def test_usage_doc_lists_every_option_as_the_dataclasses_define_it():
     generated = usage.split('print(options_reference())" -->\n', 1)[1].split("<!-- end of generated options -->")[0]
     assert generated == options_reference(), "regenerate docs/usage.md's options (see CONTRIBUTING.md)"
     assert "| `--student_query_prompt` | `None` |" in generated and "| `--loss` | `'mse'` |" in generated
+
+
+def test_a_push_names_its_repository_before_the_run_as_trainer_would(tmp_path, monkeypatch):
+    out = tmp_path / "out" / "minilm-2L"
+    pushed = EmbeddingAlignmentConfig(output_dir=str(out), push_to_hub=True, report_to="none")
+    assert pushed.hub_model_id == "minilm-2L"  # what the run checks access to is what Trainer creates
+    out.mkdir(parents=True)
+    monkeypatch.chdir(out.parent)
+    assert EmbeddingAlignmentConfig(output_dir=".", push_to_hub=True, report_to="none").hub_model_id == "out"
+    named = EmbeddingAlignmentConfig(output_dir=".", push_to_hub=True, hub_model_id="me/s", report_to="none")
+    assert named.hub_model_id == "me/s" and EmbeddingAlignmentConfig(output_dir=".").hub_model_id is None

@@ -253,24 +253,40 @@ def test_evaluate_recipe_scores_an_exported_query_encoder(tiny_student, beir, tm
     common = ["--model", str(tmp_path / "student"), "--tasks", "tinybeir", "--data_dir", str(beir.parent),
               "--cache_dir", str(tmp_path / "c")]  # fmt: skip
     reports = {}
-    for name in ("torch", "onnx", "int8"):
+    results = {  # the student's sentence-transformers form stands for any sentence-transformers query encoder
+        "torch": "eval_results.json",
+        "onnx": "eval_results_onnx.json",
+        "int8": "eval_results_onnx-int8.json",
+        "student": "eval_results_sentence-transformers.json",
+    }
+    for name, results_file in results.items():
         exported = ["--query_encoder", str(tmp_path / name)] if name != "torch" else []
         run_script(["recipes/evaluate.py", *common, *exported, "--output_dir", str(tmp_path / f"eval-{name}")])
-        results = {
-            "torch": "eval_results.json",
-            "onnx": "eval_results_onnx.json",
-            "int8": "eval_results_onnx-int8.json",
-        }
-        reports[name] = json.loads((tmp_path / f"eval-{name}" / results[name]).read_text())
+        reports[name] = json.loads((tmp_path / f"eval-{name}" / results_file).read_text())
     scores = {name: report["tasks"]["tinybeir"]["student"]["ndcg_at_10"] for name, report in reports.items()}
     assert scores["onnx"] == pytest.approx(scores["torch"], abs=1e-6)  # fp32 ONNX ranks as torch does
+    assert scores["student"] == pytest.approx(scores["torch"], abs=1e-6)
     assert abs(scores["int8"] - scores["torch"]) < 0.2
     assert reports["int8"]["query_encoder"]["quantize"] == "int8" and "query_encoder" not in reports["torch"]
+    assert reports["student"]["student"] == str(tmp_path / "student")  # named by its own path
     teacher = {name: report["tasks"]["tinybeir"]["teacher"]["ndcg_at_10"] for name, report in reports.items()}
     assert len(set(teacher.values())) == 1  # documents stay the teacher's torch embeddings
-    result = run_script(["recipes/evaluate.py", *common, "--query_encoder", str(tmp_path / "student"),
+    (tmp_path / "empty").mkdir()
+    result = run_script(["recipes/evaluate.py", *common, "--query_encoder", str(tmp_path / "empty"),
                          "--output_dir", str(tmp_path / "bad")], check=False)  # fmt: skip
-    assert result.returncode == 1 and "is not an exported query encoder" in result.stderr
+    assert result.returncode == 1 and "is neither an exported query encoder" in result.stderr
+
+
+def test_a_query_encoder_of_another_dimension_is_refused_before_any_encoding(tiny_student, beir, tmp_path):
+    class SmallEncoder:
+        config = {"embedding_dim": 7}
+
+        def encode_queries(self, *args, **kwargs):
+            raise AssertionError("encoded")
+
+    with pytest.raises(ValueError, match="The query encoder gives 7-d embeddings and the teacher .* 32-d"):
+        evaluate_student(tiny_student, "s", [LocalBeirRetrieval.from_folder(beir)], tmp_path / "c", 8, SmallEncoder())
+    assert not (tmp_path / "c").exists()  # not even the teacher's documents were encoded
 
 
 def test_compressed_outputs_score_both_sides_compressed(tiny_student, beir, tmp_path):
