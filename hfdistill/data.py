@@ -160,10 +160,11 @@ class QueryAlignmentDataset(Dataset):
     """(tokenized query, teacher embedding) pairs.
 
     Queries are tokenized once up front, as the student reads them (`model.tokenize_queries`: its prompt first), so
-    that each item carries `input_ids`: the Trainer's `group_by_length` sampler reads their lengths and batches queries
-    of similar length, which removes most padding (training queries average ~8 tokens, a random batch of 128 pads to
-    ~21). Token ids are kept in one flat int32 array (millions of queries as Python lists would take gigabytes); the
-    teacher embeddings stay as given: a tensor, or `EmbeddingRows` read from the cache file as items are taken.
+    that each item carries `input_ids`: the Trainer's `group_by_length` sampler takes their `lengths` and batches
+    queries of similar length, which removes most padding (training queries average ~8 tokens, a random batch of 128
+    pads to ~21). Token ids are kept in one flat int32 array (millions of queries as Python lists would take
+    gigabytes); the teacher embeddings stay as given: a tensor, or `EmbeddingRows` read from the cache file as items
+    are taken.
     """
 
     def __init__(
@@ -182,6 +183,12 @@ class QueryAlignmentDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> list[int]:
+        """Token count of each query, from the offsets: what the `group_by_length` sampler sorts by, without reading
+        every item (and its teacher embedding) to count them."""
+        return np.diff(self.offsets).tolist()
 
     def __getitem__(self, index: int) -> dict:
         input_ids = self.token_ids[self.offsets[index] : self.offsets[index + 1]].tolist()

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from .data import AlignmentCollator
+from .data import AlignmentCollator, QueryAlignmentDataset
 from .evaluation import RetrievalEvaluator
 from .losses import alignment_loss
 from .model_card import write_model_card
@@ -71,6 +72,15 @@ class EmbeddingAlignmentTrainer(Trainer):
             scores = self.retrieval_evaluator(self.accelerator.unwrap_model(self.model))
             output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in scores.items()})
         return output
+
+    def _get_train_sampler(self, train_dataset=None):
+        """`group_by_length` takes the dataset's token counts (`QueryAlignmentDataset.lengths`), where Trainer would
+        read every item to count them: millions of reads before the first step."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, QueryAlignmentDataset):
+            return super()._get_train_sampler(train_dataset)
+        batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return LengthGroupedSampler(batch_size, lengths=dataset.lengths)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)

@@ -171,3 +171,18 @@ def test_a_non_finite_loss_stops_training_before_anything_is_saved(tiny_student,
     assert all(torch.isfinite(p).all() for p in tiny_student.parameters())
     run = tmp_path / "run"
     assert not run.exists() or all(path.name.startswith("checkpoint-") for path in run.iterdir())  # no final model
+
+
+def test_length_grouped_batches_take_the_token_counts_without_reading_items(tiny_student, queries, tmp_path):
+    train, _ = make_datasets(tiny_student, queries)
+    counted = [len(train[i]["input_ids"]) for i in range(len(train))]  # what Trainer would read item by item
+    assert train.lengths == counted and len(set(counted)) > 3
+    args = make_args(tmp_path, eval_strategy="no")
+    trainer = EmbeddingAlignmentTrainer(tiny_student, args, train_dataset=train)
+    train.teacher_embeddings = None  # an item read now would fail
+    torch.manual_seed(0)
+    order = list(trainer._get_train_sampler())
+    assert sorted(order) == list(range(len(train)))
+    batches = [order[i : i + 16] for i in range(0, len(order), 16)]
+    spread = sum(max(counted[i] for i in b) - min(counted[i] for i in b) for b in batches) / len(batches)
+    assert spread < 0.5 * (max(counted) - min(counted))  # batches hold queries of similar length
