@@ -191,7 +191,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         if self._no_cache:
             inputs["use_cache"] = False
         outputs = encoder(**inputs, output_hidden_states=output_hidden_states)
-        features = {"token_embeddings": outputs.last_hidden_state, "attention_mask": attention_mask, **inputs}
+        features = {"token_embeddings": outputs.last_hidden_state, "attention_mask": attention_mask}
         for module in self.query_head if encoder is self.query_encoder else self.document_head:
             features = module(features)
         embeds = features["sentence_embedding"]
