@@ -162,9 +162,9 @@ class QueryAlignmentDataset(Dataset):
     Queries are tokenized once up front, as the student reads them (`model.tokenize_queries`: its prompt first), so
     that each item carries `input_ids`: the Trainer's `group_by_length` sampler takes their `lengths` and batches
     queries of similar length, which removes most padding (training queries average ~8 tokens, a random batch of 128
-    pads to ~21). Token ids are kept in one flat int32 array (millions of queries as Python lists would take
-    gigabytes); the teacher embeddings stay as given: a tensor, or `EmbeddingRows` read from the cache file as items
-    are taken.
+    pads to ~21). Token ids are kept in one flat array of the smallest integer type that holds the vocabulary
+    (millions of queries as Python lists would take gigabytes); the teacher embeddings stay as given: a tensor, or
+    `EmbeddingRows` read from the cache file as items are taken.
     """
 
     def __init__(
@@ -173,11 +173,12 @@ class QueryAlignmentDataset(Dataset):
         if len(texts) != teacher_embeddings.shape[0]:
             raise ValueError(f"{len(texts)} texts but {teacher_embeddings.shape[0]} teacher embeddings.")
         ids, lengths = [], []
+        dtype = np.min_scalar_type(len(model.tokenizer) - 1)  # uint16 for vocabularies of up to 65,536 tokens
         for start in range(0, len(texts), TOKENIZE_BLOCK):
             block = model.tokenize_queries(texts[start : start + TOKENIZE_BLOCK])["input_ids"]
-            ids.append(np.fromiter((i for row in block for i in row), np.int32))
+            ids.append(np.fromiter((i for row in block for i in row), dtype))
             lengths.extend(len(row) for row in block)
-        self.token_ids = np.concatenate(ids) if ids else np.empty(0, np.int32)
+        self.token_ids = np.concatenate(ids) if ids else np.empty(0, dtype)
         self.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
         self.teacher_embeddings = teacher_embeddings
 

@@ -67,6 +67,8 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         dtype=data_args.embedding_dtype,
         precision="bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else "float32",
     )
+    num_train_queries, num_eval_queries = len(train_queries), len(eval_texts)
+    del train_queries, train_texts, eval_texts  # tokenized in the datasets; millions of strings take gigabytes
     with input_errors(), push_errors(training_args.hub_model_id):  # a push creates its repository here
         trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])
     untrained = trainer.evaluate(metric_key_prefix="untrained")  # the truncated student before distillation
@@ -81,8 +83,8 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
     if trainer.is_world_process_zero():
         record = {
             "train_queries": data_args.train_queries,
-            "num_train_queries": len(train_queries),
-            "num_eval_queries": len(eval_texts),
+            "num_train_queries": num_train_queries,
+            "num_eval_queries": num_eval_queries,
             "joined_query_fraction": data_args.joined_query_fraction,
             "joined_query_max": data_args.joined_query_max,
             "embedding_dtype": data_args.embedding_dtype,

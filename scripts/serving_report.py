@@ -5,7 +5,8 @@ retention (recipes/evaluate.py, `--query_encoder` for exported ones) and its spe
     python scripts/serving_report.py --output_dir docs/results/serving \
         --points "MiniLM [0, 5]|torch|student|runs/x/eval_results.json|runs/speed/speed_results.json" ...
 
-A point is `label|backend|side|eval_results.json|speed_results.json` (side: student or teacher).
+A point is `label|backend|side|eval_results.json|speed_results.json`. Side: `student` or `teacher`, or, with backend
+`torch`, another query encoder's name in speed_results.json (a baseline timed with `--query_encoders`).
 """
 
 import json

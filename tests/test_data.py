@@ -182,6 +182,7 @@ def test_dataset_and_collator(tiny_student):
     tiny_student.config.max_length = 16
     texts = ["what is x", "the cat sat on the mat " * 20]
     dataset = QueryAlignmentDataset(texts, torch.arange(64.0).view(2, 32), tiny_student)
+    assert dataset.token_ids.dtype == "uint8" and len(tokenizer) <= 256  # the smallest type for the vocabulary
     batch = AlignmentCollator(tokenizer)([dataset[0], dataset[1]])
     direct = tokenizer(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")
     torch.testing.assert_close(batch["input_ids"], direct["input_ids"])  # padded and truncated as a direct call
