@@ -66,14 +66,21 @@ def main(args: ServingReportArguments) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    batch = args.batch_sizes[-1]
-    for r in rows:
+    figure, axis = plt.subplots(figsize=(11, 4.8))
+    batch, colors = args.batch_sizes[-1], plt.get_cmap("tab20").colors
+    for number, r in enumerate(rows):  # numbered in the plot and the legend: labels beside points would overlap
         x, y = r["vs_torch_teacher"][batch], 100 * r["mean_retention"]
-        axis.scatter(x, y, marker={"torch": "o", "onnx": "s", "onnx-int8": "^"}.get(r["backend"], "x"))
-        axis.annotate(f"{r['label']} ({r['backend']})", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        marker = {"torch": "o", "onnx": "s", "onnx-int8": "^"}.get(r["backend"], "x")
+        label = f"{number + 1}. {r['label']} ({r['backend']})"
+        axis.scatter(x, y, s=60, color=colors[number % len(colors)], marker=marker, label=label)
+        axis.annotate(str(number + 1), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8)
     axis.set_xscale("log")
+    axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     axis.set_xlabel(f"query speed-up over the fp32 PyTorch teacher (batch {batch}, log scale)")
     axis.set_ylabel("mean retention of nDCG@10 (%)")
     axis.grid(alpha=0.3)
