@@ -110,7 +110,8 @@ class EmbeddingRows:
     Training reads every row once an epoch, in random order. Through a memory map, each page it touches stays mapped
     into the process with the neighbours the kernel maps around each fault, so the process's resident memory grows
     toward the file's size within an epoch. Plain reads go through the page cache instead, which the kernel frees as
-    it needs: the process holds only the rows in use. Picklable: each process (a DataLoader worker) opens the file.
+    it needs: the process holds only the rows in use. Each process (a DataLoader worker, forked or spawned) opens the
+    file for itself.
 
     Args:
         embeddings (`np.memmap`):
@@ -121,7 +122,7 @@ class EmbeddingRows:
         self.path, self.offset, self.shape = embeddings.filename, embeddings.offset, torch.Size(embeddings.shape)
         self.dtype = torch.from_numpy(embeddings[:0]).dtype
         self.row_bytes = embeddings.shape[1] * embeddings.itemsize
-        self._file = None
+        self._file, self._pid = None, None
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -135,8 +136,8 @@ class EmbeddingRows:
         else:
             start = range(len(self))[index]  # an IndexError out of range, as a tensor's
             stop = start + 1
-        if self._file is None:
-            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - kept open while the rows are read
+        if self._file is None or self._pid != os.getpid():  # a forked DataLoader worker must not share the offset
+            self._file, self._pid = open(self.path, "rb", buffering=0), os.getpid()  # noqa: SIM115 - kept open
         data = bytearray((stop - start) * self.row_bytes)
         self._file.seek(self.offset + start * self.row_bytes)
         if self._file.readinto(data) != len(data):

@@ -1,5 +1,6 @@
 import gc
 import json
+import multiprocessing
 import os
 import pickle
 import time
@@ -251,7 +252,14 @@ def test_training_reads_rows_from_the_file_without_mapping_it(tiny_student, quer
     assert isinstance(rows, EmbeddingRows) and rows.shape == expected.shape and len(rows) == len(queries)
     assert rows[5].dtype == torch.float16 and torch.equal(rows[5], expected[5]) and torch.equal(rows[-1], expected[-1])
     assert torch.equal(rows[3:9], expected[3:9]) and torch.equal(rows[:], expected) and rows[9:3].shape == (0, 32)
-    assert torch.equal(pickle.loads(pickle.dumps(rows))[7], expected[7])  # a DataLoader worker opens its own file
+    assert torch.equal(pickle.loads(pickle.dumps(rows))[7], expected[7])  # a spawned worker opens its own file
+    loader = torch.utils.data.DataLoader(rows, batch_size=3, num_workers=2, multiprocessing_context="fork")
+    assert torch.equal(torch.cat(list(loader)), expected)
+    position = rows._file.tell()  # a forked process reading rows must not move the parent's read position
+    child = multiprocessing.get_context("fork").Process(target=rows.__getitem__, args=(40,))
+    child.start()
+    child.join()
+    assert child.exitcode == 0 and rows._file.tell() == position
     (path,) = tmp_path.iterdir()
     assert str(path) not in Path("/proc/self/maps").read_text()  # read, not mapped: RSS does not grow with the file
     with pytest.raises(IndexError):
