@@ -81,7 +81,7 @@ def speedups(throughput: dict, latency: dict) -> dict:
         "latency_p50": latency["teacher"]["p50_ms"] / latency["student"]["p50_ms"],
         "latency_p99": latency["teacher"]["p99_ms"] / latency["student"]["p99_ms"],
     }
-    for name in latency.keys() - {"teacher", "student"} - {n for n in latency if n.endswith(")")}:  # others
+    for name in sorted(latency.keys() - {"teacher", "student"} - {n for n in latency if n.endswith(")")}):  # others
         ratios.setdefault("others", {})[name] = {
             "vs_torch_teacher": {bs: r[name] / r["teacher"] for bs, r in throughput.items()},
             "latency_p50_vs_torch_teacher": latency["teacher"]["p50_ms"] / latency[name]["p50_ms"],

@@ -50,10 +50,9 @@ def main(args: EvaluationArguments) -> list[dict]:
         if args.query_encoder and len(args.model) != 1:
             raise ValueError("--query_encoder scores one query encoder: give one --model (whose teacher indexes).")
         query_encoder = load_query_encoder(args.query_encoder) if args.query_encoder else None
-    reports = []
+    reports, baseline = [], isinstance(query_encoder, SentenceTransformerQueryEncoder)  # not the student's own
     for name in args.model:
         model = load_student(name).to(args.device or PartialState().device)
-        baseline = isinstance(query_encoder, SentenceTransformerQueryEncoder)  # not the student's: its own name
         report = evaluate_student(
             model, args.query_encoder if baseline else name, tasks, args.cache_dir, args.batch_size, query_encoder
         )
