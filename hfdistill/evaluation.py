@@ -124,8 +124,7 @@ def evaluate_student(
 ) -> dict:
     """Teacher and student scores per task and the paper's retention (student nDCG@10 / teacher nDCG@10, mean);
     `query_encoder` (`query_encoders.load_query_encoder`) is scored instead of the student's torch one."""
-    dim = query_encoder.config["embedding_dim"] if query_encoder is not None else model.config.embedding_dim
-    if dim != model.config.embedding_dim:
+    if query_encoder is not None and (dim := query_encoder.config["embedding_dim"]) != model.config.embedding_dim:
         raise ValueError(
             f"The query encoder gives {dim}-d embeddings and the teacher {model.config.teacher_name_or_path} "
             f"{model.config.embedding_dim}-d: they cannot be compared."

@@ -32,9 +32,9 @@ class SentenceTransformerQueryEncoder:
         return embeddings.float().cpu()
 
 
-def load_query_encoder(name_or_path: str, num_threads: int | None = None):
-    """The student's exported query encoder (a folder written by `recipes/export.py`, run by ONNX Runtime with
-    `num_threads`), else a sentence-transformers model (folder or Hub id)."""
+def load_query_encoder(name_or_path: str, num_threads: int | None = None, device: str = "cpu"):
+    """The student's exported query encoder (a folder written by `recipes/export.py`, run by ONNX Runtime on the CPU
+    with `num_threads`), else a sentence-transformers model (folder or Hub id) on `device`, where the student runs."""
     path = Path(name_or_path)
     if (path / ENCODER_FILE).is_file():
         return OnnxQueryEncoder(path, num_threads=num_threads)
@@ -43,4 +43,4 @@ def load_query_encoder(name_or_path: str, num_threads: int | None = None):
             f"{name_or_path} is neither an exported query encoder (no {ENCODER_FILE}: see recipes/export.py) nor a "
             "sentence-transformers model (no modules.json)."
         )
-    return SentenceTransformerQueryEncoder(name_or_path)
+    return SentenceTransformerQueryEncoder(name_or_path, device)

@@ -49,10 +49,11 @@ def main(args: EvaluationArguments) -> list[dict]:
         tasks = [resolve_task(name, args.data_dir) for name in args.tasks]
         if args.query_encoder and len(args.model) != 1:
             raise ValueError("--query_encoder scores one query encoder: give one --model (whose teacher indexes).")
-        query_encoder = load_query_encoder(args.query_encoder) if args.query_encoder else None
+        device = args.device or str(PartialState().device)
+        query_encoder = load_query_encoder(args.query_encoder, device=device) if args.query_encoder else None
     reports, baseline = [], isinstance(query_encoder, SentenceTransformerQueryEncoder)  # not the student's own
     for name in args.model:
-        model = load_student(name).to(args.device or PartialState().device)
+        model = load_student(name).to(device)
         report = evaluate_student(
             model, args.query_encoder if baseline else name, tasks, args.cache_dir, args.batch_size, query_encoder
         )
