@@ -10,6 +10,7 @@ Document embeddings stay the teacher's torch ones: the index does not change.
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoTokenizer
@@ -140,12 +141,14 @@ class OnnxQueryEncoder:
         self.backend = "onnx-int8" if self.config["quantize"] == "int8" else "onnx"
 
     def encode_queries(self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False):
+        # Batches are assembled in numpy and the tensor made once: a torch op between two runs wakes torch's own
+        # threads, which then compete with ONNX Runtime's for the cores (measured in docs/results.md §7).
         prompt, order = self.config["prompt"], sorted(range(len(queries)), key=lambda i: -len(queries[i]))
-        out = torch.empty(len(queries), self.config["embedding_dim"])
+        out = np.empty((len(queries), self.config["embedding_dim"]), dtype=np.float32)
         for start in range(0, len(queries), batch_size):
             idx = order[start : start + batch_size]
             batch = self.tokenizer([prompt + queries[i] for i in idx], padding=True, truncation=True,
                                    max_length=self.config["max_length"], return_tensors="np")  # fmt: skip
-            inputs = {"input_ids": batch["input_ids"].astype("int64"), "attention_mask": batch["attention_mask"]}
-            out[idx] = torch.from_numpy(self.session.run(None, {k: v.astype("int64") for k, v in inputs.items()})[0])
-        return out
+            inputs = {name: batch[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+            out[idx] = self.session.run(None, inputs)[0]
+        return torch.from_numpy(out)

@@ -42,21 +42,17 @@ def row(point: str, batch_sizes: list[str]) -> dict:
 def main(args: ServingReportArguments) -> None:
     rows = [row(point, args.batch_sizes) for point in args.points]
     tasks = list(rows[0]["retention"])
-    speed_columns = [f"x torch teacher, batch {bs}" for bs in args.batch_sizes]
-    header = ["query encoder", "backend", *[f"{task} retention" for task in tasks], "mean retention", *speed_columns,
-              f"x same-backend teacher, batch {args.batch_sizes[-1]}"]  # fmt: skip
+    speed_columns = [
+        f"x {teacher} teacher, batch {bs}" for teacher in ("torch", "same-backend") for bs in args.batch_sizes
+    ]
+    header = ["query encoder", "backend", *[f"{task} retention" for task in tasks], "mean retention", *speed_columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
     for r in rows:
         retention = [f"{100 * r['retention'][t]:.1f}%" for t in tasks] + [f"**{100 * r['mean_retention']:.1f}%**"]
-        speed = [f"{r['vs_torch_teacher'][bs]:.2f}x" for bs in args.batch_sizes]
-        cells = [
-            r["label"],
-            r["backend"],
-            *retention,
-            *speed,
-            f"{r['vs_same_backend_teacher'][args.batch_sizes[-1]]:.2f}x",
+        speed = [
+            f"{r[key][bs]:.2f}x" for key in ("vs_torch_teacher", "vs_same_backend_teacher") for bs in args.batch_sizes
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([r["label"], r["backend"], *retention, *speed]) + " |")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "serving_table.md").write_text("\n".join(lines) + "\n")
