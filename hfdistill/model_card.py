@@ -67,6 +67,12 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
     repo_id = repo_id or str(model_dir)
     eval_results = _read_json(model_dir / "eval_results.json")
     training = _read_json(model_dir / TRAINING_RECORD)
+    exported_eval_results = {
+        backend: result
+        for backend in ("onnx", "onnx-int8")
+        if (result := _read_json(model_dir / EXPORTED_EVAL_RESULTS.format(backend))) is not None
+    }
+    speed_results = _read_json(model_dir / "speed_results.json")
     has_sentence_transformers = (model_dir / "modules.json").is_file()
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
@@ -108,12 +114,9 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
             p.numel() for p in [*model.document_encoder.parameters(), *model.document_head.parameters()]
         ),
         eval_results=eval_results,
-        exported_eval_results={
-            backend: result
-            for backend in ("onnx", "onnx-int8")
-            if (result := _read_json(model_dir / EXPORTED_EVAL_RESULTS.format(backend))) is not None
-        },
-        speed_results=_read_json(model_dir / "speed_results.json"),
+        exported_eval_results=exported_eval_results,
+        speed_results=speed_results,
+        onnx_backends=sorted({*exported_eval_results, *(speed_results or {}).get("speedup", {}).get("backends", {})}),
         training=training,
         train_queries=_describe_queries(training["train_queries"]) if training else None,
         has_sentence_transformers=has_sentence_transformers,

@@ -163,6 +163,15 @@ def test_card_shows_every_backend_of_the_speed_results(tiny_student, tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert "The query encoder exported with `recipes/export.py` (`onnx-int8`, int8 weights)" in card
     assert "| scifact | 0.5640 | 94.0% |" in card and "| **mean** | | **94.0%** |" in card
+    # the card's ONNX usage runs as written: its export command, then its snippet on the exported folder
+    command = re.search(r"`python (recipes/export\.py [^`]+)`", card).group(1)
+    assert f"--model {tmp_path} --quantize int8 --output_dir query-encoder-onnx" in command
+    exported = tmp_path / "exported"
+    run_script(command.replace("query-encoder-onnx", str(exported)).split())
+    snippet = re.findall(r"```python\n(.*?)```", card, re.DOTALL)[-1]
+    assert "OnnxQueryEncoder" in snippet
+    result = run_script(["-c", snippet.replace("query-encoder-onnx", str(exported)) + "print(tuple(queries.shape))"])
+    assert result.stdout.strip().endswith(f"(1, {tiny_student.config.embedding_dim})")
 
 
 def test_card_of_a_student_sharing_token_embeddings_says_how_to_load_it(tiny_teacher, tmp_path):
