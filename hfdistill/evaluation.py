@@ -155,8 +155,9 @@ def evaluate_student(
 
 def format_report(report: dict) -> str:
     """A terminal table of one student's report."""
+    layers = "its own model" if report["student_layers"] is None else f"layers {report['student_layers']}"
     lines = [
-        f"student {report['student']} (layers {report['student_layers']}) vs teacher {report['teacher']}",
+        f"student {report['student']} ({layers}) vs teacher {report['teacher']}",
         f"{'task':<20}{'teacher nDCG@10':>16}{'student nDCG@10':>16}{'retention':>11}{'R@100 t/s':>16}",
     ]
     for name, t in report["tasks"].items():

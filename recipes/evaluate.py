@@ -60,7 +60,7 @@ def main(args: EvaluationArguments) -> list[dict]:
         if query_encoder is not None:
             report["query_encoder"] = {"path": args.query_encoder, **query_encoder.config}
         if baseline:
-            report["student_layers"] = "none (its own model)"
+            report["student_layers"] = None  # not layers of the teacher: a model of its own
         print(format_report(report))
         out = Path(args.output_dir)
         if len(args.model) > 1:

@@ -269,6 +269,7 @@ def test_evaluate_recipe_scores_an_exported_query_encoder(tiny_student, beir, tm
     assert abs(scores["int8"] - scores["torch"]) < 0.2
     assert reports["int8"]["query_encoder"]["quantize"] == "int8" and "query_encoder" not in reports["torch"]
     assert reports["student"]["student"] == str(tmp_path / "student")  # named by its own path
+    assert reports["student"]["student_layers"] is None and reports["int8"]["student_layers"] == [0, 3]
     teacher = {name: report["tasks"]["tinybeir"]["teacher"]["ndcg_at_10"] for name, report in reports.items()}
     assert len(set(teacher.values())) == 1  # documents stay the teacher's torch embeddings
     (tmp_path / "empty").mkdir()
