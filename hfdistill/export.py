@@ -1,10 +1,13 @@
 """A student's query side (or its teacher's) outside PyTorch: ONNX export, optional int8 dynamic quantization, and a
 small ONNX Runtime encoder with the student's `encode_queries`.
 
-The exported graph maps token ids to the final query embedding: encoder, pooling, any Dense layer and normalization,
-exported by `torch.onnx.export` and quantized by `onnxruntime.quantization.quantize_dynamic` (no graph surgery here).
-The folder also holds the tokenizer and the prompt, so queries are read exactly as the torch student reads them.
-Document embeddings stay the teacher's torch ones: the index does not change.
+The exported folder is the query side as a sentence-transformers model (`SentenceTransformer(folder)` loads it, its
+query prompt the default), with its ONNX graphs where sentence-transformers looks for them (`onnx/`). One graph has two
+outputs: the encoder's token states (`last_hidden_state`, what sentence-transformers' ONNX backend reads and pools) and
+the final query embedding (`sentence_embedding`: encoder, pooling, any Dense layer and normalization, what
+`OnnxQueryEncoder` reads, with no torch op between two runs). It is exported by `torch.onnx.export` and quantized by
+`onnxruntime.quantization.quantize_dynamic` (no graph surgery here). Document embeddings stay the teacher's torch ones:
+the index does not change.
 """
 
 import json
@@ -14,14 +17,25 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import AutoTokenizer
+from transformers.utils import logging
 
-from .modeling_asymmetric import AsymmetricDualEncoder
+from .modeling_asymmetric import SIDES, AsymmetricDualEncoder, NotExpressibleError
 
 BACKENDS = ("onnx",)
 QUANTIZATIONS = ("int8",)
 ENCODER_FILE = "query_encoder.json"  # what the exported folder encodes, and how it reads queries
 ONNX_FILES = {None: "model.onnx", "int8": "model_qint8.onnx"}
 ONNX_HELP = "pip install 'hfdistill[onnx]' (onnxruntime, onnx, onnxscript)"
+OUTPUTS = ("last_hidden_state", "sentence_embedding")
+# sentence-transformers' ONNX backend runs today only in its 5.x line (optimum-onnx does not support transformers 5
+# yet, huggingface/optimum-onnx#114). Of the modules a query side uses, only Normalize moved in 6.0; its 5.x path,
+# which 6.x still imports, keeps the folder loadable by both.
+PORTABLE_MODULE_TYPES = {
+    "sentence_transformers.base.modules.normalize.Normalize": (
+        "sentence_transformers.sentence_transformer.modules.normalize.Normalize"
+    )
+}
+logger = logging.get_logger(__name__)
 
 
 def _require_onnxruntime():
@@ -42,7 +56,8 @@ def check_export(backend: str, quantize: str | None) -> None:
 
 
 class _QueryEmbedding(nn.Module):
-    """Token ids and attention mask to the final query embedding of one side of the model, as one graph."""
+    """Token ids and attention mask to the encoder's token states and the final query embedding of one side of the
+    model, as one graph."""
 
     def __init__(self, model: AsymmetricDualEncoder, side: str):
         super().__init__()
@@ -50,16 +65,17 @@ class _QueryEmbedding(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         encoder = self.model.query_encoder if self.side == "student" else self.model.document_encoder
-        return self.model._embed(encoder, input_ids, attention_mask)[0]
+        embeds, outputs = self.model._embed(encoder, input_ids, attention_mask)
+        return outputs.last_hidden_state, embeds
 
 
 def _onnx_export(graph: nn.Module, inputs: tuple, path: Path) -> None:
     """torch's TorchScript exporter (fast), or its dynamo exporter for what TorchScript cannot trace (Gemma 3)."""
     options = dict(
         input_names=["input_ids", "attention_mask"],
-        output_names=["sentence_embedding"],
-        dynamic_axes={name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask")}
-        | {"sentence_embedding": {0: "batch"}},
+        output_names=list(OUTPUTS),
+        dynamic_axes={name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", OUTPUTS[0])}
+        | {OUTPUTS[1]: {0: "batch"}},
         opset_version=18,
     )
     try:
@@ -75,16 +91,27 @@ def export_query_encoder(
     quantize: str | None = None,
     side: str = "student",
 ) -> Path:
-    """Write the query encoder of `side` (`student`, or `teacher` for side-by-side baselines) to `directory` as ONNX
-    (`onnx/model.onnx`), plus int8 dynamic-quantized weights when `quantize="int8"` (`onnx/model_qint8.onnx`), with its
-    tokenizer and prompt. `OnnxQueryEncoder(directory)` loads the last written (`file_name=` picks the other).
-    Returns that file."""
+    """Write the query encoder of `side` (`student`, or `teacher` for side-by-side baselines) to `directory`: a
+    sentence-transformers model of that side (see `AsymmetricDualEncoder.query_sentence_transformer`) with its ONNX
+    graph (`onnx/model.onnx`), plus int8 dynamic-quantized weights when `quantize="int8"` (`onnx/model_qint8.onnx`).
+    `OnnxQueryEncoder(directory)` loads the last written (`file_name=` picks the other). A student that
+    sentence-transformers cannot express gets the ONNX files, tokenizer and prompt only, with a warning.
+    Returns the ONNX file written last."""
     check_export(backend, quantize)
-    if side not in ("student", "teacher"):
-        raise ValueError(f"side must be 'student' or 'teacher', got {side!r}.")
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}.")
     directory = Path(directory)
-    (directory / "onnx").mkdir(parents=True, exist_ok=True)
     model = model.eval().to("cpu")
+    try:
+        model.query_sentence_transformer(side).save(str(directory), create_model_card=False)
+        modules = json.loads((directory / "modules.json").read_text())
+        for module in modules:
+            module["type"] = PORTABLE_MODULE_TYPES.get(module["type"], module["type"])
+        (directory / "modules.json").write_text(json.dumps(modules, indent=2))
+    except NotExpressibleError as error:
+        logger.warning("%s holds no sentence-transformers model, only the ONNX query encoder: %s", directory, error)
+        model.tokenizer.save_pretrained(directory)
+    (directory / "onnx").mkdir(parents=True, exist_ok=True)
     sample = model.tokenizer(["what is a dense retriever", "query"], padding=True, return_tensors="pt")
     graph = _QueryEmbedding(model, side)
     plain, target = directory / "onnx" / ONNX_FILES[None], directory / "onnx" / ONNX_FILES[quantize]
@@ -96,7 +123,6 @@ def export_query_encoder(
         quantize_dynamic(
             str(plain), str(target), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
         )
-    model.tokenizer.save_pretrained(directory)
     prompt = model.config.student_prompt if side == "student" else model.config.query_prompt
     teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
     layers = model.config.student_layers if side == "student" else teacher_layers
@@ -150,5 +176,5 @@ class OnnxQueryEncoder:
             batch = self.tokenizer([prompt + queries[i] for i in idx], padding=True, truncation=True,
                                    max_length=self.config["max_length"], return_tensors="np")  # fmt: skip
             inputs = {name: batch[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
-            out[idx] = self.session.run(None, inputs)[0]
+            out[idx] = self.session.run([OUTPUTS[1]], inputs)[0]
         return torch.from_numpy(out)

@@ -30,6 +30,7 @@ from .configuration_asymmetric import AsymmetricDualEncoderConfig, layer_setting
 LAYER_STACKS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers")  # BERT/MPNet/XLM-R, DistilBERT,
 # ModernBERT and decoders (Qwen3, Gemma3), others
 logger = logging.get_logger(__name__)
+SIDES = ("student", "teacher")  # a student's query side, or its teacher's (the baseline it is measured against)
 ROUTES_FILE = "router_config.json"  # sentence-transformers' Router: where a saved student's weights are
 _HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
 _TOKENIZER_KWARGS = (*_HUB_KWARGS, "trust_remote_code")
@@ -183,8 +184,9 @@ class AsymmetricDualEncoder(PreTrainedModel):
 
     def _embed(
         self, encoder: nn.Module, input_ids, attention_mask, token_type_ids=None, output_hidden_states: bool = False
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        """(sentence embeddings, token states of every layer if asked for) of one encoder and its head."""
+    ) -> tuple[torch.Tensor, ModelOutput]:
+        """(sentence embeddings, the encoder's output: last token states, those of every layer if asked for) of one
+        encoder and its head."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
@@ -198,7 +200,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         if encoder is self.query_encoder and self.query_projection is not None:
             embeds = self.query_projection(embeds)
             embeds = nn.functional.normalize(embeds, dim=-1) if self.config.normalize else embeds
-        return embeds, outputs.hidden_states
+        return embeds, outputs
 
     def forward(
         self,
@@ -210,10 +212,10 @@ class AsymmetricDualEncoder(PreTrainedModel):
         """Student query embeddings of inputs tokenized with the student's prompt (see `tokenize_queries`)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        embeds, hidden_states = self._embed(
+        embeds, outputs = self._embed(
             self.query_encoder, input_ids, attention_mask, token_type_ids, output_hidden_states
         )
-        return AsymmetricEncoderOutput(query_embeds=embeds, hidden_states=hidden_states)
+        return AsymmetricEncoderOutput(query_embeds=embeds, hidden_states=outputs.hidden_states)
 
     def tokenize_queries(self, queries: list[str], **kwargs):
         """Queries tokenized as the student reads them: its prompt first, cut at `max_length`."""
@@ -267,6 +269,39 @@ class AsymmetricDualEncoder(PreTrainedModel):
             self.document_encoder, documents, prompt, batch_size, show_progress_bar, "Teacher: documents"
         )
 
+    def _route_modules(self, name: str, side: str) -> list[nn.Module]:
+        """sentence-transformers modules of one side (`student` or `teacher`): its encoder as a `Transformer`, its
+        head, and the projection (a `Dense`, then `Normalize` if the model normalizes) of a student that has one."""
+        from sentence_transformers.sentence_transformer.modules import Transformer
+
+        student = side == "student"
+        encoder = self.query_encoder if student else self.document_encoder
+        head, projection = (self.query_head, self.query_projection) if student else (self.document_head, None)
+        with tempfile.TemporaryDirectory() as tmp:
+            encoder.save_pretrained(f"{tmp}/{name}")
+            self.tokenizer.save_pretrained(f"{tmp}/{name}")
+            verbosity = logging.get_verbosity()
+            logging.set_verbosity_error()  # the reload reports the pooler hfdistill drops as missing
+            try:
+                transformer = Transformer(f"{tmp}/{name}", max_seq_length=self.config.max_length)
+            finally:
+                logging.set_verbosity(verbosity)
+        if getattr(transformer.model, "pooler", None) is not None:
+            transformer.model.pooler = None  # as in hfdistill's encoders: the views store no unused weights
+        rebuilt = set(transformer.model.state_dict())
+        if rebuilt != set(encoder.state_dict()):
+            raise NotExpressibleError(
+                f"The {name} encoder is not a plain {type(encoder).__name__} of its config (weights "
+                f"{sorted(rebuilt ^ set(encoder.state_dict()))[:4]} differ), e.g. a ModernBERT student "
+                "without the teacher's first layer: sentence-transformers cannot load it."
+            )
+        modules = [transformer, *copy.deepcopy(head)]
+        if projection is not None:
+            dense = Dense(projection.in_features, projection.out_features, activation_function=nn.Identity())
+            dense.linear.load_state_dict(projection.state_dict())
+            modules += [dense, Normalize()] if self.config.normalize else [dense]
+        return modules
+
     def to_sentence_transformer(self):
         """A `SentenceTransformer` whose `Router` sends queries to the student and documents to the teacher.
 
@@ -274,45 +309,34 @@ class AsymmetricDualEncoder(PreTrainedModel):
         `encode_queries` / `encode_documents`: the prompts and head modules are the model's own.
         """
         from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Router, Transformer
+        from sentence_transformers.sentence_transformer.modules import Router
 
-        with tempfile.TemporaryDirectory() as tmp:
+        router = Router.for_query_document(
+            self._route_modules("query", "student"), self._route_modules("document", "teacher")
+        )
+        return SentenceTransformer(
+            modules=[router],
+            similarity_fn_name=self.config.similarity,
+            prompts={"query": self.config.student_prompt, "document": self.config.document_prompt},
+            device=self.device,
+        )
 
-            def route(name: str, encoder: nn.Module, head: nn.ModuleList, projection: nn.Linear | None) -> list:
-                encoder.save_pretrained(f"{tmp}/{name}")
-                self.tokenizer.save_pretrained(f"{tmp}/{name}")
-                verbosity = logging.get_verbosity()
-                logging.set_verbosity_error()  # the reload reports the pooler hfdistill drops as missing
-                try:
-                    transformer = Transformer(f"{tmp}/{name}", max_seq_length=self.config.max_length)
-                finally:
-                    logging.set_verbosity(verbosity)
-                if getattr(transformer.model, "pooler", None) is not None:
-                    transformer.model.pooler = None  # as in hfdistill's encoders: the views store no unused weights
-                rebuilt = set(transformer.model.state_dict())
-                if rebuilt != set(encoder.state_dict()):
-                    raise NotExpressibleError(
-                        f"The {name} encoder is not a plain {type(encoder).__name__} of its config (weights "
-                        f"{sorted(rebuilt ^ set(encoder.state_dict()))[:4]} differ), e.g. a ModernBERT student "
-                        "without the teacher's first layer: sentence-transformers cannot load it."
-                    )
-                modules = [transformer, *copy.deepcopy(head)]
-                if projection is not None:
-                    dense = Dense(projection.in_features, projection.out_features, activation_function=nn.Identity())
-                    dense.linear.load_state_dict(projection.state_dict())
-                    modules += [dense, Normalize()] if self.config.normalize else [dense]
-                return modules
+    def query_sentence_transformer(self, side: str = "student"):
+        """The query encoder of `side` (`student`, or `teacher` for baselines) alone, as a `SentenceTransformer`
+        whose default prompt is that side's query prompt: `encode` and `encode_query` give `encode_queries`'s numbers
+        (`encode_teacher_queries`'s for the teacher). Its vectors live in the teacher's document space."""
+        from sentence_transformers import SentenceTransformer
 
-            router = Router.for_query_document(
-                route("query", self.query_encoder, self.query_head, self.query_projection),
-                route("document", self.document_encoder, self.document_head, None),
-            )
-            return SentenceTransformer(
-                modules=[router],
-                similarity_fn_name=self.config.similarity,
-                prompts={"query": self.config.student_prompt, "document": self.config.document_prompt},
-                device=self.device,
-            )
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}.")
+        prompt = self.config.student_prompt if side == "student" else self.config.query_prompt
+        return SentenceTransformer(
+            modules=self._route_modules("query", side),
+            similarity_fn_name=self.config.similarity,
+            prompts={"query": prompt},
+            default_prompt_name="query",
+            device=self.device,
+        )
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """Save one folder that is a sentence-transformers model and this transformers model, each tensor once.

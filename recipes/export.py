@@ -2,8 +2,10 @@
 
 python recipes/export.py --model out/minilm-2L --backend onnx --quantize int8 --output_dir out/minilm-2L-onnx
 
-The folder holds `onnx/model.onnx` (or `onnx/model_qint8.onnx`), the tokenizer and the prompt; load it with
-`hfdistill.export.OnnxQueryEncoder(folder).encode_queries(queries)`. Documents stay the teacher's torch embeddings.
+The folder is the query side as a sentence-transformers model, with `onnx/model.onnx` (and `onnx/model_qint8.onnx`);
+load it with `hfdistill.export.OnnxQueryEncoder(folder).encode_queries(queries)`, or with
+`SentenceTransformer(folder, backend="onnx", model_kwargs={"file_name": "onnx/model_qint8.onnx"})` where
+sentence-transformers' ONNX backend runs. Documents stay the teacher's torch embeddings.
 """
 
 from dataclasses import dataclass, field

@@ -6,14 +6,19 @@ import pytest
 import torch
 
 from hfdistill.export import OnnxQueryEncoder, check_export, export_query_encoder
-from tests.conftest import run_script
+from tests.conftest import TEACHERS, run_script, write_st_teacher
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def test_exported_query_encoders_match_the_torch_student(tmp_path, family_teacher, queries):
     """fp32 ONNX to 1e-4; int8 weights (per channel, matrix products only) keep cosine >= 0.98: the bound leaves
-    room for tiny random models, whose int8 error is larger than a trained MiniLM's (0.994 at worst, docs)."""
+    room for tiny random models, whose int8 error is larger than a trained MiniLM's (0.994 at worst, docs). The folder
+    is the query side as a sentence-transformers model, and the graph's token states are what its `Transformer`
+    gives: what sentence-transformers' ONNX backend reads and pools."""
+    import onnxruntime
+    from sentence_transformers import SentenceTransformer
+
     from hfdistill import AsymmetricDualEncoder
 
     name, teacher = family_teacher
@@ -30,6 +35,30 @@ def test_exported_query_encoders_match_the_torch_student(tmp_path, family_teache
     assert torch.nn.functional.cosine_similarity(int8, torch_embeddings).min() > 0.98
     config = json.loads((tmp_path / "int8" / "query_encoder.json").read_text())
     assert config["file_name"] == "onnx/model_qint8.onnx" and config["prompt"] == model.config.student_prompt
+    view = SentenceTransformer(str(tmp_path / "int8"))
+    for encode in (view.encode, view.encode_query):  # the student's prompt is the default
+        torch.testing.assert_close(encode(queries[:64], convert_to_tensor=True), torch_embeddings, atol=1e-5, rtol=0)
+    features = view.tokenize([model.config.student_prompt + query for query in queries[:16]])
+    session = onnxruntime.InferenceSession(str(tmp_path / "int8" / "onnx" / "model.onnx"))
+    inputs = {name: features[name].numpy() for name in ("input_ids", "attention_mask")}
+    token_states = torch.from_numpy(session.run(["last_hidden_state"], inputs)[0])
+    with torch.no_grad():
+        expected = view[0](features)["token_embeddings"]
+    mask = features["attention_mask"].bool()
+    torch.testing.assert_close(token_states[mask], expected[mask], atol=1e-4, rtol=1e-4)
+
+
+def test_a_student_sentence_transformers_cannot_express_still_exports(tmp_path, queries, caplog):
+    from hfdistill import AsymmetricDualEncoder
+
+    family, pooling, dense, prompts = TEACHERS["modernbert"]
+    teacher = write_st_teacher(tmp_path / "teacher", family, pooling, dense, prompts=prompts)
+    student = AsymmetricDualEncoder.from_teacher(teacher, [1, 3])  # ModernBERT's layer 0 has no attention norm
+    export_query_encoder(student, tmp_path / "onnx")
+    assert "holds no sentence-transformers model" in caplog.text and "attn_norm" in caplog.text
+    assert not (tmp_path / "onnx" / "modules.json").exists()
+    exported = OnnxQueryEncoder(tmp_path / "onnx").encode_queries(queries[:32])
+    torch.testing.assert_close(exported, student.encode_queries(queries[:32]), atol=1e-4, rtol=1e-4)
 
 
 def test_export_errors_before_any_work(tmp_path, tiny_teacher, monkeypatch):

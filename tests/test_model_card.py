@@ -172,6 +172,9 @@ def test_card_shows_every_backend_of_the_speed_results(tiny_student, tmp_path):
     assert "OnnxQueryEncoder" in snippet
     result = run_script(["-c", snippet.replace("query-encoder-onnx", str(exported)) + "print(tuple(queries.shape))"])
     assert result.stdout.strip().endswith(f"(1, {tiny_student.config.embedding_dim})")
+    onnx_file = re.search(r'backend="onnx", model_kwargs=\{"file_name": "([^"]+)"\}', card).group(1)
+    assert onnx_file == "onnx/model_qint8.onnx" and (exported / onnx_file).is_file()
+    assert (exported / "modules.json").is_file()
 
 
 def test_card_of_a_student_sharing_token_embeddings_says_how_to_load_it(tiny_teacher, tmp_path):
