@@ -14,7 +14,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
-from .model_card import write_model_card
+from .model_card import COMPRESSED_OUTPUTS, EXPORTED_EVAL_RESULTS, write_model_card
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ UPLOAD_PATTERNS = [
     "*.safetensors", "config.json", "*.py", "README.md", "tokenizer*", "vocab.txt", "merges.txt",
     "special_tokens_map.json", "sentencepiece.bpe.model", "eval_results.json", "speed_results.json",
     "distillation.json", "modules.json", "router_config.json", "config_sentence_transformers.json",
-    "query_*/*", "document_*/*",
+    "query_*/*", "document_*/*", EXPORTED_EVAL_RESULTS.format("*"), COMPRESSED_OUTPUTS,
 ]  # fmt: skip
 LOGIN_HELP = "log in with `hf auth login` (or set HF_TOKEN) using a token with write access"
 

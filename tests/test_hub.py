@@ -99,6 +99,9 @@ def uploads(monkeypatch, tmp_path) -> RecordedUploads:
 
 
 def test_a_push_is_one_upload_of_the_student_each_tensor_once_and_loads_three_ways(uploads, saved_student, tmp_path):
+    results = {"eval_results_onnx-int8.json", "compressed_outputs.json"}  # an export's retention, compressed outputs
+    for name in results:
+        (saved_student / name).write_text("{}")
     before = folder_digest(saved_student)
     url = push_to_hub(saved_student, "tester/tiny-student", token=TOKEN)
     assert url.startswith("https://huggingface.co/tester/tiny-student") and folder_digest(saved_student) == before
@@ -106,7 +109,7 @@ def test_a_push_is_one_upload_of_the_student_each_tensor_once_and_loads_three_wa
     assert create == ("create_repo", "tester/tiny-student", {"private": False, "exist_ok": True})
     files = set(upload[3])
     assert upload[:3] == ("upload_folder", "tester/tiny-student", None)
-    assert SAVED_FILES | {"README.md", "modules.json", "router_config.json"} <= files
+    assert SAVED_FILES | {"README.md", "modules.json", "router_config.json"} | results <= files
     assert not any(name.endswith((".bin", ".pt")) for name in files)
     repo = tmp_path / "hub" / "tester" / "tiny-student" / "main"
     # a safetensors file is an 8-byte header length, the header, then the tensors' bytes
