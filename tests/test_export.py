@@ -2,6 +2,7 @@ import builtins
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,6 +92,15 @@ def test_export_recipe_writes_a_loadable_int8_encoder(tmp_path, tiny_student, qu
     encoder = OnnxQueryEncoder(tmp_path / "onnx", num_threads=1)
     exported, student = encoder.encode_queries(queries), tiny_student.encode_queries(queries)
     assert torch.nn.functional.cosine_similarity(exported, student).min() > 0.98
+    # the reference half of the sentence-transformers ONNX check (its other half needs optimum-onnx)
+    (tmp_path / "queries.txt").write_text("\n".join(queries))
+    check = ["scripts/sentence_transformers_onnx.py", "reference", "--export_dir", str(tmp_path / "onnx")]
+    run_script([*check, "--queries", str(tmp_path / "queries.txt"), "--output", str(tmp_path / "reference.npz")], ENV)
+    reference = np.load(tmp_path / "reference.npz")
+    assert reference["queries"].tolist() == queries
+    np.testing.assert_allclose(reference["torch"], student.numpy(), atol=1e-5)
+    np.testing.assert_allclose(reference["onnx/model.onnx"], student.numpy(), atol=1e-4)
+    np.testing.assert_allclose(reference["onnx/model_qint8.onnx"], exported.numpy(), atol=1e-6)
     teacher_side = export_query_encoder(
         tiny_student, tmp_path / "teacher", side="teacher"
     )  # the side-by-side baseline
