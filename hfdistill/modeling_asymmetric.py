@@ -120,6 +120,13 @@ def _encoder(config: AsymmetricDualEncoderConfig, student: bool) -> PreTrainedMo
     return encoder
 
 
+def _without_pooler(encoder: nn.Module) -> dict:
+    """The keyword that builds `encoder`'s architecture without the pooler hfdistill's encoders drop (BERT, MPNet,
+    XLM-R: `add_pooling_layer=False`), so that a reload neither creates nor reports unused weights; `{}` for
+    architectures without one."""
+    return {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(type(encoder)).parameters else {}
+
+
 def build_head(head: list[dict]) -> nn.ModuleList:
     """sentence-transformers' own modules for the head described in the config."""
     modules = []
@@ -280,14 +287,9 @@ class AsymmetricDualEncoder(PreTrainedModel):
         with tempfile.TemporaryDirectory() as tmp:
             encoder.save_pretrained(f"{tmp}/{name}")
             self.tokenizer.save_pretrained(f"{tmp}/{name}")
-            verbosity = logging.get_verbosity()
-            logging.set_verbosity_error()  # the reload reports the pooler hfdistill drops as missing
-            try:
-                transformer = Transformer(f"{tmp}/{name}", max_seq_length=self.config.max_length)
-            finally:
-                logging.set_verbosity(verbosity)
-        if getattr(transformer.model, "pooler", None) is not None:
-            transformer.model.pooler = None  # as in hfdistill's encoders: the views store no unused weights
+            transformer = Transformer(
+                f"{tmp}/{name}", max_seq_length=self.config.max_length, model_kwargs=_without_pooler(encoder)
+            )
         rebuilt = set(transformer.model.state_dict())
         if rebuilt != set(encoder.state_dict()):
             raise NotExpressibleError(
@@ -366,12 +368,22 @@ class AsymmetricDualEncoder(PreTrainedModel):
             super().save_pretrained(save_directory, *args, state_dict=state, **kwargs)
         else:
             view.save(str(save_directory), create_model_card=False)
+            self._declare_without_pooler(save_directory)
             (save_directory / SAFE_WEIGHTS_NAME).unlink(missing_ok=True)
             if self._auto_class is not None:
                 custom_object_save(self, save_directory, config=self.config)
             self.config.save_pretrained(save_directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
+
+    def _declare_without_pooler(self, save_directory: Path) -> None:
+        """Have sentence-transformers build each route's encoder as saved, without a pooler (its `model_kwargs` in the
+        route's `sentence_bert_config.json`): loading the student then reports no missing weights."""
+        structure = json.loads((save_directory / ROUTES_FILE).read_text())["structure"]
+        for route, encoder in (("query", self.query_encoder), ("document", self.document_encoder)):
+            if kwargs := _without_pooler(encoder):
+                path = save_directory / structure[route][0] / "sentence_bert_config.json"
+                path.write_text(json.dumps({**json.loads(path.read_text()), "model_kwargs": kwargs}, indent=4))
 
     def _token_embedding_key(self) -> str:
         """Name of the token embedding weight within an encoder (`embeddings.word_embeddings.weight` for BERT)."""

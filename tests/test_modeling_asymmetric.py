@@ -79,12 +79,17 @@ def test_prompted_and_dense_students_round_trip_without_hfdistill(name, tmp_path
         ref = torch.load({str(tmp_path / "ref.pt")!r})
         torch.testing.assert_close(model.encode_queries({LONG_TEXTS!r}), ref["q"], atol=1e-5, rtol=0)
         torch.testing.assert_close(model.encode_documents({LONG_TEXTS!r}), ref["d"], atol=1e-5, rtol=0)
+        from sentence_transformers import SentenceTransformer
+        st = SentenceTransformer({str(tmp_path / "student")!r}, device="cpu")
+        queries = st.encode_query({LONG_TEXTS!r}, convert_to_tensor=True)
+        torch.testing.assert_close(queries, ref["q"], atol=1e-5, rtol=0)
         print("OK")
     """)
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL
     )
     assert result.stdout.strip().endswith("OK"), result.stderr[-3000:]
+    assert "MISSING" not in result.stderr, result.stderr[-3000:]  # no weight is missing or made up on loading
     view = student.to_sentence_transformer()
     torch.testing.assert_close(
         view.encode_query(LONG_TEXTS, convert_to_tensor=True), reference["q"], atol=1e-5, rtol=0
