@@ -19,7 +19,7 @@ from torch import nn
 from transformers import AutoTokenizer
 from transformers.utils import logging
 
-from .modeling_asymmetric import SIDES, AsymmetricDualEncoder, NotExpressibleError
+from .modeling_asymmetric import AsymmetricDualEncoder, NotExpressibleError, check_side
 
 BACKENDS = ("onnx",)
 QUANTIZATIONS = ("int8",)
@@ -46,8 +46,9 @@ def _require_onnxruntime():
     return onnxruntime
 
 
-def check_export(backend: str, quantize: str | None) -> None:
-    """One clear error for an unknown backend or quantization, or a missing runtime, before any work."""
+def check_export(backend: str, quantize: str | None, side: str = "student") -> None:
+    """One clear error for an unknown backend, quantization or side, or a missing runtime, before any work."""
+    check_side(side)
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -97,9 +98,7 @@ def export_query_encoder(
     `OnnxQueryEncoder(directory)` loads the last written (`file_name=` picks the other). A student that
     sentence-transformers cannot express gets the ONNX files, tokenizer and prompt only, with a warning.
     Returns the ONNX file written last."""
-    check_export(backend, quantize)
-    if side not in SIDES:
-        raise ValueError(f"side must be one of {SIDES}, got {side!r}.")
+    check_export(backend, quantize, side)
     directory = Path(directory)
     model = model.eval().to("cpu")
     try:

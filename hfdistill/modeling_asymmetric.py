@@ -120,6 +120,12 @@ def _encoder(config: AsymmetricDualEncoderConfig, student: bool) -> PreTrainedMo
     return encoder
 
 
+def check_side(side: str) -> None:
+    """One clear error for a side that is neither the student's nor the teacher's."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}.")
+
+
 def _without_pooler(encoder: nn.Module) -> dict:
     """The keyword that builds `encoder`'s architecture without the pooler hfdistill's encoders drop (BERT, MPNet,
     XLM-R: `add_pooling_layer=False`), so that a reload neither creates nor reports unused weights; `{}` for
@@ -329,8 +335,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         (`encode_teacher_queries`'s for the teacher). Its vectors live in the teacher's document space."""
         from sentence_transformers import SentenceTransformer
 
-        if side not in SIDES:
-            raise ValueError(f"side must be one of {SIDES}, got {side!r}.")
+        check_side(side)
         prompt = self.config.student_prompt if side == "student" else self.config.query_prompt
         return SentenceTransformer(
             modules=self._route_modules("query", side),

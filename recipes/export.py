@@ -28,7 +28,7 @@ class ExportArguments:
 
 def main(args: ExportArguments) -> None:
     with input_errors():
-        check_export(args.backend, args.quantize)
+        check_export(args.backend, args.quantize, args.side)
         model = load_student(args.model)
     path = export_query_encoder(model, args.output_dir, args.backend, args.quantize, args.side)
     print(f"Exported the {args.side} query encoder of {args.model} to {path}")

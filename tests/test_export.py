@@ -67,6 +67,8 @@ def test_export_errors_before_any_work(tmp_path, tiny_teacher, monkeypatch):
         check_export("tflite", None)
     with pytest.raises(ValueError, match=r"Unknown quantization 'int4' for backend 'onnx'; choose one of \('int8',\)"):
         check_export("onnx", "int4")
+    with pytest.raises(ValueError, match=r"side must be one of \('student', 'teacher'\), got 'document'"):
+        check_export("onnx", None, "document")
     with pytest.raises(ValueError, match="is not an exported query encoder"):
         OnnxQueryEncoder(tmp_path)
     result = run_script(["recipes/export.py", "--model", tiny_teacher, "--output_dir", str(tmp_path / "out")],
