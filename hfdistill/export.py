@@ -64,7 +64,7 @@ class _QueryEmbedding(nn.Module):
         super().__init__()
         self.model, self.side = model, side
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         encoder = self.model.query_encoder if self.side == "student" else self.model.document_encoder
         embeds, outputs = self.model._embed(encoder, input_ids, attention_mask)
         return outputs.last_hidden_state, embeds
@@ -122,7 +122,6 @@ def export_query_encoder(
         quantize_dynamic(
             str(plain), str(target), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
         )
-    prompt = model.config.student_prompt if side == "student" else model.config.query_prompt
     teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
     layers = model.config.student_layers if side == "student" else teacher_layers
     (directory / ENCODER_FILE).write_text(
@@ -131,7 +130,7 @@ def export_query_encoder(
                 "side": side,
                 "teacher": model.config.teacher_name_or_path,
                 "layers": list(layers),
-                "prompt": prompt,
+                "prompt": model.query_prompt_of(side),
                 "max_length": model.config.max_length,
                 "embedding_dim": model.config.embedding_dim,
                 "file_name": f"onnx/{target.name}",

@@ -329,14 +329,18 @@ class AsymmetricDualEncoder(PreTrainedModel):
             device=self.device,
         )
 
+    def query_prompt_of(self, side: str) -> str:
+        """The prompt `side` (`student` or `teacher`) reads queries with."""
+        check_side(side)
+        return self.config.student_prompt if side == "student" else self.config.query_prompt
+
     def query_sentence_transformer(self, side: str = "student"):
         """The query encoder of `side` (`student`, or `teacher` for baselines) alone, as a `SentenceTransformer`
         whose default prompt is that side's query prompt: `encode` and `encode_query` give `encode_queries`'s numbers
         (`encode_teacher_queries`'s for the teacher). Its vectors live in the teacher's document space."""
         from sentence_transformers import SentenceTransformer
 
-        check_side(side)
-        prompt = self.config.student_prompt if side == "student" else self.config.query_prompt
+        prompt = self.query_prompt_of(side)  # a bad side fails here, before any encoder is rebuilt
         return SentenceTransformer(
             modules=self._route_modules("query", side),
             similarity_fn_name=self.config.similarity,
