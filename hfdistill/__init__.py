@@ -4,8 +4,10 @@ from transformers import AutoConfig, AutoModel
 
 from .configuration_asymmetric import AsymmetricDualEncoderConfig, select_layers
 from .modeling_asymmetric import AsymmetricDualEncoder
+from .persistence import load_student
+from .teacher import config_from_teacher, from_teacher
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 AutoConfig.register(AsymmetricDualEncoderConfig.model_type, AsymmetricDualEncoderConfig)
 AutoModel.register(AsymmetricDualEncoderConfig, AsymmetricDualEncoder)
@@ -13,4 +15,12 @@ AutoModel.register(AsymmetricDualEncoderConfig, AsymmetricDualEncoder)
 AsymmetricDualEncoderConfig.register_for_auto_class()
 AsymmetricDualEncoder.register_for_auto_class("AutoModel")
 
-__all__ = ["AsymmetricDualEncoder", "AsymmetricDualEncoderConfig", "select_layers", "__version__"]
+__all__ = [
+    "AsymmetricDualEncoder",
+    "AsymmetricDualEncoderConfig",
+    "config_from_teacher",
+    "from_teacher",
+    "load_student",
+    "select_layers",
+    "__version__",
+]

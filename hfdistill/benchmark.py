@@ -6,10 +6,8 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer
 from transformers.utils.logging import tqdm
 
-from .configuration_asymmetric import AsymmetricDualEncoderConfig, default_head
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 ENCODERS = ("teacher", "student")
@@ -44,32 +42,6 @@ def query_encoders(model: AsymmetricDualEncoder, backends: tuple[str, ...], work
             encoder = OnnxQueryEncoder(folder, file_name, num_threads)
             encoders[encoder_name(side, backend)] = encoder.encode_queries
     return encoders
-
-
-def random_student(
-    teacher_config: str,
-    tokenizer: str,
-    student_layers: list[int],
-    pooling: str = "mean",
-    query_prompt: str = "",
-    padding_side: str = "right",
-    max_length: int = 512,
-) -> AsymmetricDualEncoder:
-    """A student and teacher of a checkpoint's shape with random weights: speed does not depend on the weights, so a
-    `config.json` and any tokenizer with a similar token count per query measure a teacher too large to download."""
-    config = AutoConfig.from_pretrained(teacher_config)
-    model = AsymmetricDualEncoder(
-        AsymmetricDualEncoderConfig(
-            teacher_config=config.to_dict(),
-            teacher_name_or_path=f"{config.model_type} of the shape in {teacher_config}",
-            student_layers=student_layers,
-            head=default_head(pooling, config.hidden_size, normalize=True),
-            query_prompt=query_prompt,
-            max_length=max_length,
-        )
-    )
-    model.tokenizer = AutoTokenizer.from_pretrained(tokenizer, padding_side=padding_side)
-    return model
 
 
 def speedups(throughput: dict, latency: dict) -> dict:

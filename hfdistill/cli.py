@@ -22,25 +22,45 @@ def input_errors():
 
 
 def parse_args(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
-    """Parse `[config.yaml] [--key value ...]` into the given dataclasses; command-line values win over the file, and
-    a value in the file satisfies a required option (as TRL's parser does)."""
+    """Parse `[config.yaml] [--key value ...]` (or `--config config.yaml`, as TRL's parser takes it) into the given
+    dataclasses; command-line values win over the file, and a value in the file satisfies a required option. Options
+    are never abbreviated: `--learning_rat` is an error, not `--learning_rate`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types)
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)
+    config_file = None
     if argv and argv[0].endswith((".yaml", ".yml")):
-        path = Path(argv.pop(0))
-        if not path.is_file():
-            raise FileNotFoundError(f"Config file {str(path)!r} does not exist.")
-        config = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(config, dict):
-            raise ValueError(f"{path}: a config is a mapping of option names to values, got {type(config).__name__}.")
+        config_file = argv.pop(0)
+    elif "--config" in argv:
+        index = argv.index("--config")
+        if index + 1 >= len(argv):
+            raise ValueError("--config needs a YAML file.")
+        config_file = argv[index + 1]
+        del argv[index : index + 2]
+    if config_file is not None:
+        config = read_config(Path(config_file))
         known = {action.dest: action for action in parser._actions}
         unknown = sorted(set(config) - set(known))
         if unknown:
-            raise ValueError(f"{path}: unknown option(s) {unknown}.")
+            raise ValueError(f"{config_file}: unknown option(s) {unknown}.")
         for name in config:
             known[name].required = False
         parser.set_defaults(**config)
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def read_config(path: Path) -> dict:
+    """A YAML config file's options; one error naming the file when it is missing or not a YAML mapping."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file {str(path)!r} does not exist.")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ValueError(f"{path}: not a YAML file{line}: {getattr(error, 'problem', None) or error}.") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a config is a mapping of option names to values, got {type(config).__name__}.")
+    return config
 
 
 def options_reference(dataclass_types: tuple | None = None) -> str:

@@ -4,13 +4,10 @@ This file imports only transformers, sentence-transformers and the standard libr
 can copy it into a saved model repository for `trust_remote_code` loading.
 """
 
-import copy
-import json
-
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
-from transformers.utils import cached_file, logging
+from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
@@ -71,107 +68,6 @@ def layer_settings(teacher_config: PreTrainedConfig, layers: list[int]) -> dict:
     return settings
 
 
-def _read_json(repo: str, filename: str, revision: str | None, **hub_kwargs) -> dict | list | None:
-    path = cached_file(
-        repo,
-        filename,
-        revision=revision,
-        _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False,
-        **hub_kwargs,
-    )
-    if path is None:
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def module_hub_kwargs(path: str, revision: str | None, hub_kwargs: dict) -> dict:
-    """transformers-style hub options (`token`, `cache_dir`, ...) as sentence-transformers' module loaders name them,
-    for the module saved in the teacher's folder `path`."""
-    return {
-        "subfolder": path,
-        "revision": revision,
-        "token": hub_kwargs.get("token"),
-        "cache_folder": hub_kwargs.get("cache_dir"),
-        "local_files_only": hub_kwargs.get("local_files_only", False),
-    }
-
-
-def _module_config(module_class, teacher: str, path: str, revision: str | None, **hub_kwargs) -> dict:
-    """A sentence-transformers module's config, read by the module class itself (legacy keys converted)."""
-    return module_class.load_config(model_name_or_path=teacher, **module_hub_kwargs(path, revision, hub_kwargs))
-
-
-def read_sentence_transformers_teacher(teacher: str, revision: str | None = None, **hub_kwargs) -> dict | None:
-    """The head, prompts, similarity and max length of a sentence-transformers teacher, read from its files.
-
-    The head lists the modules after the `Transformer` (`Pooling`, `Dense`, `Normalize`), each as
-    `{"type", "path", "config"}` with the config its own sentence-transformers class reads. A module hfdistill cannot
-    reproduce is an error that names it. Returns None when the teacher has no `modules.json`.
-    """
-    modules = _read_json(teacher, "modules.json", revision, **hub_kwargs)
-    if not modules:
-        return None
-    kinds = [entry["type"].rsplit(".", 1)[-1] for entry in modules]
-    unsupported = [
-        f"{kind} ({entry['path'] or 'root'})" for kind, entry in zip(kinds, modules) if kind not in HEAD_MODULES
-    ]
-    if kinds[0] != "Transformer" or "Transformer" in kinds[1:] or unsupported:
-        raise ValueError(
-            f"Teacher {teacher!r} is built from sentence-transformers modules {kinds}; hfdistill reproduces a "
-            f"Transformer followed by {sorted(set(HEAD_MODULES) - {'Transformer'})} only"
-            + (f", not {unsupported}." if unsupported else ".")
-        )
-    head = []
-    for kind, entry in zip(kinds[1:], modules[1:]):
-        config = _module_config(HEAD_MODULES[kind], teacher, entry["path"], revision, **hub_kwargs)
-        if kind == "Pooling" and not config.get("include_prompt", True):
-            raise ValueError(
-                f"Teacher {teacher!r} pools without its prompt tokens (Pooling include_prompt=false), which hfdistill "
-                "does not reproduce."
-            )
-        if kind == "Dense" and not str(config.get("activation_function", "torch.")).startswith("torch."):
-            raise ValueError(
-                f"Teacher {teacher!r} has a Dense module ({entry['path']}) with the custom activation "
-                f"{config['activation_function']!r}; hfdistill reproduces torch activations only."
-            )
-        head.append({"type": kind, "path": entry["path"], "config": config})
-    if not any(module["type"] == "Pooling" for module in head):
-        raise ValueError(f"Teacher {teacher!r} has no sentence-transformers Pooling module in modules.json.")
-    st_config = _read_json(teacher, "config_sentence_transformers.json", revision, **hub_kwargs) or {}
-    bert_config = _read_json(teacher, "sentence_bert_config.json", revision, **hub_kwargs) or {}
-    if bert_config.get("do_lower_case"):
-        raise ValueError(f"Teacher {teacher!r} lowercases its inputs (do_lower_case), which hfdistill does not do.")
-    similarity = {"cos_sim": "cosine", "dot_score": "dot"}.get(
-        st_config.get("similarity_fn_name"), st_config.get("similarity_fn_name")
-    )
-    if similarity not in SIMILARITIES:
-        similarity = "cosine" if head[-1]["type"] == "Normalize" else "dot"
-    return {
-        "head": head,
-        "prompts": {name: text for name, text in (st_config.get("prompts") or {}).items() if text is not None},
-        "similarity": similarity,
-        "max_length": bert_config.get("max_seq_length"),
-    }
-
-
-def resolve_prompt(prompts: dict[str, str], side: str, name: str | None = None, text: str | None = None) -> str:
-    """The prompt the teacher applies to `side` ("query" or "document"), as sentence-transformers resolves it.
-
-    `SentenceTransformer.encode_query` / `encode_document` use the prompt named `query` / `document` (an empty one
-    when the teacher has none), never `default_prompt_name`. An explicit `text` or `name` wins; a name the teacher
-    lacks is an error.
-    """
-    if text is not None:
-        return text
-    if name is not None:
-        if name not in prompts:
-            raise ValueError(f"The teacher has no prompt named {name!r}; its prompts are {sorted(prompts)}.")
-        return prompts[name]
-    return prompts.get(side, "")
-
-
 def default_head(pooling: str, embedding_dimension: int, normalize: bool) -> list[dict]:
     """A Pooling (+ Normalize) head, for teachers without sentence-transformers files."""
     head = [
@@ -199,10 +95,6 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
             The teacher's sentence-transformers modules after its transformer (`Pooling`, `Dense`, `Normalize`), each
             `{"type", "path", "config"}`; the student gets a trainable copy, the teacher keeps its own.
         similarity (`str`): `cosine` or `dot`, the teacher's retrieval score.
-        projection_dim (`int`, *optional*):
-            Adds a trainable linear map (identity-initialised) on the student's embeddings (normalized again if the
-            head normalizes). Must equal the teacher's embedding size, since student embeddings are searched against
-            the teacher's index.
         max_length (`int`): token limit of queries and documents.
         query_prompt (`str`, *optional*, defaults to `""`):
             Prompt the teacher puts before queries; the teacher's training targets are computed with it.
@@ -226,7 +118,6 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
     student_layers: list[int] | None = None
     head: list[dict] | None = None
     similarity: str = "cosine"
-    projection_dim: int | None = None
     max_length: int = 512
     query_prompt: str = ""
     document_prompt: str = ""
@@ -248,13 +139,7 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
             raise ValueError(f"pooling={bad[0]!r} is not supported; choose one of {POOLING_MODES}.")
         if self.similarity not in SIMILARITIES:
             raise ValueError(f"similarity={self.similarity!r} is not supported; choose one of {SIMILARITIES}.")
-        embedding_dim = self.embedding_dim  # checks that each Dense module takes what the modules before it give
-        if self.projection_dim is not None and self.projection_dim != embedding_dim:
-            raise ValueError(
-                f"projection_dim={self.projection_dim} does not match the teacher's embedding size "
-                f"{embedding_dim}: student queries are scored against the teacher's document index, so they "
-                "must have the same size."
-            )
+        _ = self.embedding_dim  # checks that each Dense module takes what the modules before it give
 
     @property
     def pooling_mode(self) -> str | list[str]:
@@ -288,90 +173,3 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
     def student_prompt(self) -> str:
         """The prompt the student puts before queries."""
         return self.query_prompt if self.student_query_prompt is None else self.student_query_prompt
-
-    def student_config(self) -> PreTrainedConfig:
-        """The teacher's architecture with only the kept layers; per-layer settings (`layer_types`) follow them."""
-        config = copy.deepcopy(self.teacher_config)
-        for key, value in layer_settings(self.teacher_config, self.student_layers).items():
-            setattr(config, key, value)
-        return config
-
-    @classmethod
-    def from_teacher(
-        cls,
-        teacher: str,
-        student_layers: list[int] | str = "top_bottom",
-        num_student_layers: int = 2,
-        revision: str | None = None,
-        pooling: str | None = None,
-        normalize: bool | None = None,
-        similarity: str | None = None,
-        projection_dim: int | None = None,
-        max_length: int | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        query_prompt_name: str | None = None,
-        document_prompt_name: str | None = None,
-        student_query_prompt: str | None = None,
-        share_token_embeddings: bool = False,
-        trust_remote_code: bool = False,
-        **hub_kwargs,
-    ) -> "AsymmetricDualEncoderConfig":
-        """Read the teacher's architecture, head and prompts as sentence-transformers does; explicit arguments win.
-
-        `query_prompt` / `document_prompt` give prompt texts, `query_prompt_name` / `document_prompt_name` pick
-        prompts of the teacher's `config_sentence_transformers.json` by name.
-        """
-        teacher_config = AutoConfig.from_pretrained(
-            teacher, revision=revision, trust_remote_code=trust_remote_code, **hub_kwargs
-        )
-        if getattr(teacher_config, "is_encoder_decoder", False):
-            raise ValueError(f"Teacher {teacher!r} ({teacher_config.model_type}) is an encoder-decoder model.")
-        num_layers = getattr(teacher_config, "num_hidden_layers", None)
-        if num_layers is None:
-            raise ValueError(f"Teacher {teacher!r} config has no num_hidden_layers: not a layered encoder.")
-        st_teacher = read_sentence_transformers_teacher(teacher, revision, **hub_kwargs)
-        if st_teacher is None:
-            if pooling is None:
-                raise ValueError(
-                    f"Teacher {teacher!r} has no sentence-transformers pooling config (modules.json); pass pooling="
-                    f"one of {POOLING_MODES} (and normalize/similarity) explicitly."
-                )
-            st_teacher = {"head": [], "prompts": {}, "similarity": "dot", "max_length": None}
-        head = st_teacher["head"] or default_head(pooling, teacher_config.hidden_size, bool(normalize))
-        if pooling is not None:
-            head[0]["config"]["pooling_mode"] = pooling
-        if normalize is not None and normalize != (head[-1]["type"] == "Normalize"):
-            head = head + [{"type": "Normalize", "path": "", "config": {}}] if normalize else head[:-1]
-        if isinstance(student_layers, str):
-            student_layers = select_layers(student_layers, num_student_layers, num_layers)
-        prompts = st_teacher["prompts"]
-        unused = [name for name in ("passage", "corpus") if prompts.get(name) and not prompts.get("document")]
-        if unused and document_prompt is None and document_prompt_name is None:
-            logger.warning(
-                "Teacher %r names a %r prompt but no (or an empty) 'document' one: sentence-transformers' "
-                "encode_document, and so hfdistill, put no prompt before documents. If its index was built with it, "
-                "pass document_prompt_name=%r.",
-                teacher, unused[0], unused[0],
-            )  # fmt: skip
-        resolved = cached_file(teacher, "config.json", revision=revision, **hub_kwargs)
-        return cls(
-            teacher_config=teacher_config.to_dict(),
-            teacher_name_or_path=teacher,
-            teacher_revision=revision or _commit_of(resolved),
-            student_layers=list(student_layers),
-            head=head,
-            similarity=similarity or st_teacher["similarity"],
-            projection_dim=projection_dim,
-            max_length=max_length or st_teacher["max_length"] or 512,
-            query_prompt=resolve_prompt(prompts, "query", query_prompt_name, query_prompt),
-            document_prompt=resolve_prompt(prompts, "document", document_prompt_name, document_prompt),
-            student_query_prompt=student_query_prompt,
-            share_token_embeddings=share_token_embeddings,
-        )
-
-
-def _commit_of(resolved_file: str | None) -> str | None:
-    """The Hub commit a cached file belongs to (`.../snapshots/<commit>/...`), None for local folders."""
-    parts = (resolved_file or "").replace("\\", "/").split("/")
-    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None

@@ -13,8 +13,9 @@ import torch
 from datasets import load_dataset
 from torch.utils.data import Dataset
 
-from .embedding_cache import EmbeddingRows, cached_teacher_embeddings
+from .embedding_cache import EmbeddingRows
 from .modeling_asymmetric import AsymmetricDualEncoder
+from .teacher_pass import cached_teacher_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ def load_queries(source: str, split: str = "train", column: str = "text", subset
     """Query texts from a local `.tsv[.gz]` (`qid\\ttext`), `.jsonl[.gz]`, `.txt[.gz]` file or a Hub dataset."""
     path = Path(source).expanduser()
     if path.name.endswith(LOCAL_SUFFIXES) or path.is_file():
+        if path.is_dir():
+            raise ValueError(f"Query file {source!r} is a folder; give the query file itself.")
         if not path.is_file():
             raise FileNotFoundError(f"Query file {source!r} does not exist.")
         if not path.name.endswith(LOCAL_SUFFIXES):
@@ -132,9 +135,8 @@ def join_queries(texts: list[str], fraction: float, seed: int = 42, max_joined: 
         raise ValueError(f"joined_query_max must be >= 2 (a joined example has two or more), got {max_joined}.")
     rng = random.Random(seed)
 
-    def joined() -> str:  # at max_joined = 2 no count is drawn, so the pairs are those of earlier runs
-        count = 2 if max_joined == 2 else rng.randint(2, max_joined)
-        return " ".join(texts[rng.randrange(len(texts))] for _ in range(count))
+    def joined() -> str:
+        return " ".join(texts[rng.randrange(len(texts))] for _ in range(rng.randint(2, max_joined)))
 
     return texts + [joined() for _ in range(round(len(texts) * fraction))]
 

@@ -1,13 +1,11 @@
-"""The teacher's embeddings of a list of texts, computed once and cached on disk.
+"""Cache files of teacher embeddings: their keys, how they are written and read back, and the rows training reads.
 
-A cache file is a safetensors file named by a key that hashes the teacher (name and revision, or its weights), its
-head, max length, prompt, the storage dtype and the texts; its metadata repeats the key, so a renamed, stale or
-truncated file is recomputed, never reused. Files are memory-mapped when read, and training reads them row by row
-(`EmbeddingRows`): neither loads the whole tensor (10M queries x 768 dims are 31 GB in float32).
-
-The teacher pass embeds shards of `SHARD_SIZE` texts, each written as its own file when done. Under several processes
-(`accelerate launch`) each embeds every N-th missing shard, so N processes embed N times as fast; the shards' bounds do
-not depend on N, so a run killed mid-pass, or a later run with another N, embeds only the shards not yet written.
+A cache file is a safetensors file named by a key that hashes the cache format's version, the teacher (name and
+revision, or its weights), its head, max length, the prompt, the precision it computed in, the storage dtype and the
+texts. Its metadata repeats the key's fields, the fingerprints of the texts' leading blocks (so a run on the first n of
+these texts reads them from this file) and a digest of the values: a renamed, stale, truncated or edited file is never
+read, only embedded again. Files are memory-mapped when read, and training reads them row by row (`EmbeddingRows`):
+neither loads the whole tensor (10M queries x 768 dims are 31 GB in float32).
 """
 
 import contextlib
@@ -16,38 +14,47 @@ import json
 import logging
 import os
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import PartialState
+from safetensors import SafetensorError
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 logger = logging.getLogger(__name__)
 
+CACHE_VERSION = 2  # raised whenever what a key hashes changes: files of other versions are never read
 CACHE_FILE = "teacher-embeddings-{}.safetensors"  # {} = the key of the teacher and texts
-SHARD_FILE = "teacher-embeddings-{}.shard-{:012d}.safetensors"  # key, index of the shard's first text
-SHARD_SIZE = 8192  # texts per shard: a killed teacher pass loses at most this many per process
+PREFIX_BLOCK = 8192  # texts per block: a file records the fingerprint of each multiple of it that it holds
 EMBEDDING_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 TEACHER_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PROMPT_TYPES = ("query", "document")
 _NUMPY_DTYPES = {"F32": np.float32, "F16": np.float16}
-_FINITE_CHECK_ROWS = 65536
+_READ_BLOCK_BYTES = 64 * 2**20
 
 
 def fingerprint(texts: list[str]) -> str:
     """Content hash of an ordered list of texts."""
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8") + b"\0")
-    return digest.hexdigest()
+    return prefix_fingerprints(texts, [len(texts)])[len(texts)]
+
+
+def prefix_fingerprints(texts: list[str], lengths) -> dict[int, str]:
+    """`{n: fingerprint(texts[:n])}` for each n of `lengths` (at most `len(texts)`), in one pass over the texts."""
+    wanted, found = sorted(set(lengths)), {}
+    digest, done = hashlib.sha256(), 0
+    for length in wanted:
+        for text in texts[done:length]:
+            digest.update(text.encode("utf-8") + b"\0")
+        done = length
+        found[length] = digest.hexdigest()
+    return found
 
 
 def teacher_fingerprint(model: AsymmetricDualEncoder) -> dict:
-    """Identity of the document encoder: Hub name + revision, or a hash of its weights when there is no revision."""
+    """Identity of the document encoder: Hub name + revision, or a hash of its weights when there is no revision;
+    its head and max length."""
     config = model.config
     identity = {"teacher": config.teacher_name_or_path, "revision": config.teacher_revision}
     if config.teacher_revision is None:
@@ -60,48 +67,35 @@ def teacher_fingerprint(model: AsymmetricDualEncoder) -> dict:
     return identity
 
 
-PROMPT_TYPES = ("query", "document")
-
-
-def _teacher_encoder(model: AsymmetricDualEncoder, prompt_type: str, precision: str = "float32"):
-    """The teacher's encode function for `prompt_type` (each puts its own prompt first), run under autocast to
-    `precision` (`bfloat16`, `float16`) when that is not float32."""
+def cache_identity(model: AsymmetricDualEncoder, prompt_type: str, dtype: str, precision: str) -> dict:
+    """Everything a cache key hashes besides the texts: the format version, `teacher_fingerprint`, the prompt of
+    `prompt_type`, the storage dtype and the precision the teacher computed in (bf16 embeddings are not the fp32
+    teacher's: never read as if they were)."""
     if prompt_type not in PROMPT_TYPES:
         raise ValueError(f"prompt_type must be one of {PROMPT_TYPES}, got {prompt_type!r}.")
-    if precision not in TEACHER_PRECISIONS:
-        raise ValueError(f"Unknown teacher precision {precision!r}; choose one of {tuple(TEACHER_PRECISIONS)}.")
-    encode = model.encode_teacher_queries if prompt_type == "query" else model.encode_documents
-    if precision == "float32":
-        return encode
-
-    def mixed_precision_encode(texts: list[str], **kwargs) -> torch.Tensor:
-        with torch.autocast(model.device.type, dtype=TEACHER_PRECISIONS[precision]):
-            return encode(texts, **kwargs)
-
-    return mixed_precision_encode
-
-
-def _teacher_identity(model: AsymmetricDualEncoder, prompt_type: str, dtype: str, precision: str) -> dict:
-    """What a cache key hashes besides the texts: `teacher_fingerprint`, the prompt, the storage dtype and the
-    precision the teacher computed in (bf16 embeddings are not the fp32 teacher's: never read as if they were)."""
     if dtype not in EMBEDDING_DTYPES:
         raise ValueError(f"Unknown embedding dtype {dtype!r}; choose one of {tuple(EMBEDDING_DTYPES)}.")
-    teacher = teacher_fingerprint(model)
+    if precision not in TEACHER_PRECISIONS:
+        raise ValueError(f"Unknown teacher precision {precision!r}; choose one of {tuple(TEACHER_PRECISIONS)}.")
     prompt = model.config.query_prompt if prompt_type == "query" else model.config.document_prompt
-    if prompt:  # prompt-free teachers keep the keys of caches written before prompts were read
-        teacher["prompt"] = prompt
-    if dtype != "float32":  # float32 caches keep the keys they had before storage dtypes
-        teacher["dtype"] = dtype
-    if precision != "float32":
-        teacher["precision"] = precision
-    return teacher
+    return {"version": CACHE_VERSION, **teacher_fingerprint(model), "prompt": prompt, "dtype": dtype,
+            "precision": precision}  # fmt: skip
 
 
-def _cache_key(teacher: dict, texts: list[str]) -> tuple[str, dict[str, str]]:
-    """(file key, the file's metadata: the key and the fields it hashes) of `texts` embedded by `teacher`."""
-    fields = {**teacher, "data": fingerprint(texts), "count": len(texts)}
-    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
-    return key, {"key": key, **{name: str(value) for name, value in fields.items()}}
+def _hash(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def cache_key(identity: dict, texts: list[str]) -> tuple[str, dict[str, str]]:
+    """(file key, the file's metadata) of `texts` embedded by the teacher of `identity`: the key, the identity's own
+    hash, the fields hashed, and the fingerprint of every leading multiple of `PREFIX_BLOCK` texts."""
+    blocks = range(PREFIX_BLOCK, len(texts), PREFIX_BLOCK)
+    fingerprints = prefix_fingerprints(texts, [*blocks, len(texts)])
+    fields = {**identity, "data": fingerprints[len(texts)], "count": len(texts)}
+    key = _hash(fields)
+    metadata = {"key": key, "identity": _hash(identity), **{name: str(value) for name, value in fields.items()}}
+    metadata["prefixes"] = json.dumps({str(n): fingerprints[n] for n in blocks})
+    return key, metadata
 
 
 class EmbeddingRows:
@@ -115,7 +109,7 @@ class EmbeddingRows:
 
     Args:
         embeddings (`np.memmap`):
-            A cache file's embeddings as `_open_embeddings` maps them: the file, offset, dtype and shape to read.
+            A cache file's embeddings as `open_embeddings` maps them: the file, offset, dtype and shape to read.
     """
 
     def __init__(self, embeddings: np.memmap):
@@ -150,216 +144,113 @@ class EmbeddingRows:
         return {**self.__dict__, "_file": None}
 
 
-def _open_embeddings(path: Path) -> tuple[dict, np.ndarray]:
-    """(metadata, embeddings) of a cache file; the embeddings are memory-mapped (copy-on-write), rows are read from
-    disk as they are used."""
+def read_metadata(path: Path) -> dict[str, str]:
+    """A cache file's metadata, from its header alone; `{}` for a file that is not one."""
+    try:
+        return _header(path).get("__metadata__", {})
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not a cache file
+        return {}
+
+
+def _header(path: Path) -> dict:
     with open(path, "rb") as f:
         (size,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(size))
+    header["__offset__"] = 8 + size
+    return header
+
+
+def open_embeddings(path: Path) -> tuple[dict, np.ndarray]:
+    """(metadata, embeddings) of a cache file; the embeddings are memory-mapped (copy-on-write), rows are read from
+    disk as they are used."""
+    header = _header(path)
     info = header["embeddings"]
     begin, end = info["data_offsets"]
     dtype, shape = np.dtype(_NUMPY_DTYPES[info["dtype"]]), tuple(info["shape"])
     if end - begin != int(np.prod(shape)) * dtype.itemsize:
         raise ValueError(f"{path}: the header's shape and data size disagree")
+    metadata = header.get("__metadata__", {})
     if not shape[0]:
-        return header.get("__metadata__", {}), np.empty(shape, dtype)
-    return header.get("__metadata__", {}), np.memmap(path, dtype, mode="c", offset=8 + size + begin, shape=shape)
+        return metadata, np.empty(shape, dtype)
+    return metadata, np.memmap(path, dtype, mode="c", offset=header["__offset__"] + begin, shape=shape)
 
 
-def _all_finite(embeddings: np.ndarray) -> bool:
-    """Every value is finite. A memory-mapped file is checked with plain reads in blocks, which go through the page
-    cache, not this process's memory: the check does not map the whole file into the process."""
+def _digest_and_finite(embeddings: np.ndarray) -> tuple[str, bool]:
+    """(sha256 of the values' bytes, whether all are finite). A memory-mapped file is read in blocks, through the page
+    cache rather than this process's memory."""
+    digest, finite = hashlib.sha256(), True
     if not isinstance(embeddings, np.memmap):
-        return bool(np.isfinite(embeddings).all())
-    block = _FINITE_CHECK_ROWS * embeddings.shape[1] * embeddings.itemsize
+        data = np.ascontiguousarray(embeddings).tobytes()
+        digest.update(data)
+        return digest.hexdigest(), bool(np.isfinite(embeddings).all())
     with open(embeddings.filename, "rb") as f:
         f.seek(embeddings.offset)
         remaining = embeddings.nbytes
         while remaining:
-            data = f.read(min(block, remaining))
-            if not data or not np.isfinite(np.frombuffer(data, embeddings.dtype)).all():
-                return False
+            data = f.read(min(_READ_BLOCK_BYTES - _READ_BLOCK_BYTES % embeddings.itemsize, remaining))
+            if not data:
+                return "", False
+            digest.update(data)
+            finite = finite and bool(np.isfinite(np.frombuffer(data, embeddings.dtype)).all())
             remaining -= len(data)
-    return True
+    return digest.hexdigest(), finite
 
 
-def _read_cached(path: Path, key: str, count: int, checked: bool = False) -> np.ndarray | None:
-    """The embeddings in a cache file whose metadata repeats `key`, that holds `count` rows, all finite (memory-mapped
-    unless empty); else None. `checked`: this pass wrote the file, or found it finite, so its values are not read."""
+def read_cached(path: Path, key: str, count: int, checked: bool = False) -> np.ndarray | None:
+    """The embeddings in a cache file whose metadata repeats `key`, that holds `count` rows, whose values match their
+    digest and are all finite (memory-mapped unless empty); else None. `checked`: this pass wrote the file, or found
+    it intact, so its values are not read again."""
     try:
-        metadata, embeddings = _open_embeddings(path)
+        metadata, embeddings = open_embeddings(path)
     except Exception:  # noqa: BLE001 - a missing, truncated or unreadable cache file is recomputed
         return None
     if metadata.get("key") != key or embeddings.shape[0] != count:
         return None
-    if not checked and not _all_finite(embeddings):
-        logger.warning("%s holds non-finite teacher embeddings (NaN or inf): ignored, the teacher embeds again", path)
-        return None
+    if not checked:
+        digest, finite = _digest_and_finite(embeddings)
+        if digest != metadata.get("sha256") or not finite:
+            problem = "non-finite teacher embeddings" if not finite else "values that differ from those written"
+            logger.warning("%s holds %s: ignored, the teacher embeds again", path, problem)
+            return None
     return embeddings
 
 
-def _write_cache(path: Path, embeddings: torch.Tensor, metadata: dict[str, str]) -> bool:
+def write_cache(path: Path, embeddings: torch.Tensor, metadata: dict[str, str]) -> bool:
     """Write to a temporary file, then rename it into place: a reader never takes a half-written file, and a run
-    killed mid-write leaves none. A cache that cannot be written (full disk) is skipped with a warning (False)."""
+    killed mid-write leaves none. A cache that cannot be written (a full disk, a folder that is a file) is skipped with
+    a warning (False)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    embeddings = embeddings.contiguous()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"embeddings": embeddings.contiguous()}, tmp, metadata=metadata)
+        digest, _ = _digest_and_finite(embeddings.numpy())
+        save_file({"embeddings": embeddings}, tmp, metadata={**metadata, "sha256": digest})
         os.replace(tmp, path)
         return True
-    except OSError as error:
+    except (OSError, SafetensorError) as error:  # safetensors reports a full disk as its own error
         with contextlib.suppress(OSError):
             tmp.unlink()
         logger.warning("Teacher embeddings not cached (%s: %s); this run keeps them in memory", path.parent, error)
         return False
 
 
-def _count(path: Path) -> int:
-    try:
-        return int(_open_embeddings(path)[0]["count"])
-    except Exception:  # noqa: BLE001 - files without a readable count are not candidates
-        return 0
-
-
-def _cached_prefix(cache_dir: Path, teacher: dict, texts: list[str]) -> torch.Tensor | None:
-    """Embeddings of the longest proper prefix of `texts` that this teacher already embedded.
-
-    With a fixed split seed a larger `max_train_samples` extends the smaller run's queries, so only the new queries
-    need the teacher (hours for a large teacher on CPU).
-    """
-    counts = {_count(path) for path in cache_dir.glob(CACHE_FILE.format("*"))}
-    for count in sorted((c for c in counts if 0 < c < len(texts)), reverse=True):
-        key, _ = _cache_key(teacher, texts[:count])
-        embeddings = _read_cached(cache_dir / CACHE_FILE.format(key), key, count)
-        if embeddings is not None:
-            return torch.from_numpy(embeddings)
+def cached_prefix(cache_dir: Path, identity: dict, texts: list[str]) -> torch.Tensor | None:
+    """Embeddings of the longest leading part of `texts` that a cache file of this teacher holds: a whole file that
+    holds fewer texts (a smaller run's queries, when a larger `max_train_samples` extends them), or a leading block
+    of a file that holds more (a smaller run reading a larger one's). Only the rest needs the teacher."""
+    wanted, candidates = _hash(identity), []
+    for path in cache_dir.glob(CACHE_FILE.format("*")):
+        metadata = read_metadata(path)
+        if metadata.get("identity") != wanted or "count" not in metadata:
+            continue
+        count = int(metadata["count"])
+        lengths = {n: fingerprint for n, fingerprint in json.loads(metadata.get("prefixes", "{}")).items()}
+        lengths = {int(n): value for n, value in lengths.items()} | {count: metadata["data"]}
+        candidates += [(n, value, path, metadata["key"], count) for n, value in lengths.items() if 0 < n < len(texts)]
+    if not candidates:
+        return None
+    ours = prefix_fingerprints(texts, [n for n, *_ in candidates])
+    for length, value, path, key, count in sorted(candidates, key=lambda c: -c[0]):
+        if ours[length] == value and (embeddings := read_cached(path, key, count)) is not None:
+            return torch.from_numpy(embeddings[:length])
     return None
-
-
-def _shard(cache_dir: Path, key: str, first: int, end: int) -> tuple[Path, str]:
-    """(file, key) of the shard holding texts `first` to `end` of the texts keyed `key`."""
-    return cache_dir / SHARD_FILE.format(key, first), f"{key}:{first}:{end}"
-
-
-def _embed_shards(encode, texts: list[str], start: int, cache_dir: Path, key: str, batch_size: int, dtype):
-    """(embeddings of `texts[start:]` shard by shard, how many texts this process embedded). Each process embeds every
-    N-th shard not written yet and writes it, then the main process reads every shard (the others get none).
-    Collective: every process calls it."""
-    state = PartialState()
-    bounds = [(first, min(first + SHARD_SIZE, len(texts))) for first in range(start, len(texts), SHARD_SIZE)]
-    mine = bounds[state.process_index :: state.num_processes]
-    kept, embedded = {}, 0  # shards that could not be written stay in memory
-    with tqdm(total=sum(end - first for first, end in mine), desc="Teacher: embedding texts", unit="text",
-              disable=not state.is_main_process) as progress:  # fmt: skip
-        for first, end in mine:
-            path, shard_key = _shard(cache_dir, key, first, end)
-            if _read_cached(path, shard_key, end - first) is None:
-                shard = encode(texts[first:end], batch_size=batch_size).to(dtype)
-                if not torch.isfinite(shard).all():
-                    raise FloatingPointError(
-                        f"The teacher's embeddings of texts {first} to {end} hold non-finite values (NaN or inf); its "
-                        "weights or dtype are broken. They were not cached."
-                    )
-                embedded += end - first
-                if not _write_cache(path, shard, {"key": shard_key}):
-                    kept[first] = shard
-            progress.update(end - first)
-    state.wait_for_everyone()
-    if kept and state.num_processes > 1:
-        raise OSError(
-            f"{cache_dir} is not writable, and {state.num_processes} processes share the teacher pass there."
-        )
-    if not state.is_main_process:  # the main process joins the shards and removes them, maybe while this one reads
-        return [], embedded
-
-    def read(first: int, end: int) -> torch.Tensor:  # each shard was checked when found or embedded
-        return kept[first] if first in kept else torch.from_numpy(
-            _read_cached(*_shard(cache_dir, key, first, end), end - first, checked=True))  # fmt: skip
-
-    return [read(first, end) for first, end in bounds], embedded
-
-
-def cached_teacher_embeddings(
-    model: AsymmetricDualEncoder,
-    texts: list[str],
-    cache_dir: str | os.PathLike,
-    batch_size: int = 256,
-    shared_prefix: int = 0,
-    prompt_type: str = "query",
-    dtype: str = "float32",
-    precision: str = "float32",
-    rows: bool = False,
-) -> torch.Tensor | EmbeddingRows:
-    """Teacher embeddings of `texts` as queries (with the teacher's query prompt, the distillation targets) or as
-    documents (`prompt_type="document"`, with its document prompt), read from `cache_dir` when this teacher already
-    embedded these texts so.
-
-    When a cached file holds the first n texts, the teacher embeds only the rest. The first `shared_prefix` texts
-    (the plain queries before added examples) are also cached on their own, so a later run without the additions
-    reads them too. `dtype` is how they are stored (`float16` halves the file); they are returned memory-mapped in it.
-    `precision` (`bfloat16`, `float16`) runs the teacher under autocast, as mixed-precision training does; it is part
-    of the key. `rows=True` returns them as `EmbeddingRows`, read from the file as they are indexed (what training
-    does), instead of memory-mapped; a cache that could not be written returns them in memory either way.
-    Under several processes every process must call it: they share the teacher pass (see the module's docstring).
-    """
-    encode = _teacher_encoder(model, prompt_type, precision)
-    teacher = _teacher_identity(model, prompt_type, dtype, precision)
-    key, metadata = _cache_key(teacher, texts)
-    cache_dir = Path(cache_dir).expanduser()
-    path = cache_dir / CACHE_FILE.format(key)
-    embeddings = _read_cached(path, key, len(texts))
-    if embeddings is not None:
-        logger.info("Teacher embeddings of %d texts read from %s", len(texts), path)
-        return _as_read(embeddings, rows)
-    start = time.perf_counter()
-    if 0 < shared_prefix < len(texts):
-        cached_teacher_embeddings(
-            model, texts[:shared_prefix], cache_dir, batch_size, 0, prompt_type, dtype, precision
-        )
-    prefix = _cached_prefix(cache_dir, teacher, texts)
-    done = 0 if prefix is None else len(prefix)
-    shards, embedded = _embed_shards(encode, texts, done, cache_dir, key, batch_size, EMBEDDING_DTYPES[dtype])
-    logger.info(
-        "Teacher embedded %d texts in %.1f s (%d more read from the cache)",
-        embedded,
-        time.perf_counter() - start,
-        len(texts) - embedded,
-    )
-    state = PartialState()
-    written = True
-    if state.is_main_process:
-        embeddings = torch.cat(([prefix] if prefix is not None else []) + shards)
-        written = _write_cache(path, embeddings, metadata)
-        if written:
-            for first in range(done, len(texts), SHARD_SIZE):
-                _shard(cache_dir, key, first, 0)[0].unlink(missing_ok=True)
-    state.wait_for_everyone()
-    if not written:
-        return embeddings
-    return _as_read(_read_cached(path, key, len(texts), checked=True), rows)
-
-
-def _as_read(embeddings: np.ndarray, rows: bool) -> torch.Tensor | EmbeddingRows:
-    """A cache file's embeddings as `cached_teacher_embeddings` returns them: rows read when indexed, or a tensor."""
-    return EmbeddingRows(embeddings) if rows and isinstance(embeddings, np.memmap) else torch.from_numpy(embeddings)
-
-
-def write_teacher_embeddings(
-    model: AsymmetricDualEncoder,
-    texts: list[str],
-    embeddings: torch.Tensor,
-    cache_dir: str | os.PathLike,
-    prompt_type: str = "query",
-    dtype: str = "float32",
-    precision: str = "float32",
-) -> Path:
-    """Store embeddings of `texts` computed elsewhere (another job, another machine) where `cached_teacher_embeddings`
-    with the same teacher, texts, prompt type, dtype and precision reads them; returns the file."""
-    if embeddings.shape[0] != len(texts):
-        raise ValueError(f"{len(texts)} texts but {embeddings.shape[0]} embeddings.")
-    _teacher_encoder(model, prompt_type, precision)  # checks the prompt type and precision
-    key, metadata = _cache_key(_teacher_identity(model, prompt_type, dtype, precision), texts)
-    path = Path(cache_dir).expanduser() / CACHE_FILE.format(key)
-    if not _write_cache(path, embeddings.to(EMBEDDING_DTYPES[dtype]), metadata):
-        raise OSError(f"Cannot write the teacher embeddings into {cache_dir}.")
-    return path

@@ -11,11 +11,11 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
-from transformers import PreTrainedConfig
 
-from .embedding_cache import cached_teacher_embeddings, teacher_fingerprint
+from .embedding_cache import CACHE_VERSION, teacher_fingerprint
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .retrieval_tasks import LocalBeirRetrieval
+from .teacher_pass import cached_teacher_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +65,6 @@ class AsymmetricEncoder(AbsEncoder):
         return self.encode_queries(texts, self.batch_size, show_progress_bar=True).numpy()
 
 
-def load_student(name_or_path: str, **kwargs) -> AsymmetricDualEncoder:
-    """Load an hfdistill student, with a clear error for anything else."""
-    config_dict, _ = PreTrainedConfig.get_config_dict(name_or_path, **kwargs)
-    model_type = config_dict.get("model_type")
-    if model_type != AsymmetricDualEncoder.config_class.model_type:
-        raise ValueError(
-            f"{name_or_path!r} is not an hfdistill student (model_type={model_type!r}); distill one with "
-            "recipes/distill.py or build it with AsymmetricDualEncoder.from_teacher."
-        )
-    return AsymmetricDualEncoder.from_pretrained(name_or_path, **kwargs)
-
-
 def retrieval_scores(encoder: AsymmetricEncoder, task: AbsTaskRetrieval) -> dict[str, float]:
     """nDCG@10, recall@100 and MRR@10 of `encoder` on the task's test split, computed by mteb."""
     result = mteb.evaluate(encoder, task, cache=None, show_progress_bar=False)
@@ -93,9 +81,8 @@ def teacher_scores(
 ) -> dict[str, float]:
     """The teacher's own scores on the task, cached on disk by teacher identity and task fingerprint."""
     config = model.config
-    key_fields = {**teacher_fingerprint(model), "task": _task_key(task)}
-    if config.query_prompt or config.document_prompt:  # prompt-free teachers keep their earlier keys
-        key_fields.update(query_prompt=config.query_prompt, document_prompt=config.document_prompt)
+    key_fields = {**teacher_fingerprint(model), "version": CACHE_VERSION, "task": _task_key(task),
+                  "query_prompt": config.query_prompt, "document_prompt": config.document_prompt}  # fmt: skip
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:32]
     path = Path(cache_dir).expanduser() / f"teacher-scores-{key}.json"
     if path.is_file():

@@ -19,7 +19,8 @@ from torch import nn
 from transformers import AutoTokenizer
 from transformers.utils import logging
 
-from .modeling_asymmetric import AsymmetricDualEncoder, NotExpressibleError, check_side
+from .modeling_asymmetric import AsymmetricDualEncoder
+from .persistence import NotExpressibleError, check_side
 
 BACKENDS = ("onnx",)
 QUANTIZATIONS = ("int8",)

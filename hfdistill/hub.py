@@ -14,7 +14,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
-from .model_card import COMPRESSED_OUTPUTS, EXPORTED_EVAL_RESULTS, write_model_card
+from .model_card import EXPORTED_EVAL_RESULTS, write_model_card
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ UPLOAD_PATTERNS = [
     "*.safetensors", "config.json", "*.py", "README.md", "tokenizer*", "vocab.txt", "merges.txt",
     "special_tokens_map.json", "sentencepiece.bpe.model", "eval_results.json", "speed_results.json",
     "distillation.json", "modules.json", "router_config.json", "config_sentence_transformers.json",
-    "query_*/*", "document_*/*", EXPORTED_EVAL_RESULTS.format("*"), COMPRESSED_OUTPUTS,
+    "query_*/*", "document_*/*", EXPORTED_EVAL_RESULTS.format("*"),
 ]  # fmt: skip
 LOGIN_HELP = "log in with `hf auth login` (or set HF_TOKEN) using a token with write access"
 
@@ -51,11 +51,13 @@ def push_errors(repo_id: str):
         status = getattr(error.response, "status_code", None)
         if status in (401, 403):
             raise PushError(f"The Hub refused pushing to {repo_id!r} (HTTP {status}): {LOGIN_HELP}.") from None
-        raise PushError(f"Pushing to {repo_id!r} failed after retries (HTTP {status}): {error}") from None
+        first = str(error).strip().splitlines()[0]
+        raise PushError(f"Pushing to {repo_id!r} failed after retries (HTTP {status}): {first}.") from None
     except Exception as error:
         # connection errors that outlived huggingface_hub's retries: OSError or its HTTP client's TransportError
         if isinstance(error, OSError) or any(cls.__name__ == "TransportError" for cls in type(error).__mro__):
-            raise PushError(f"Pushing to {repo_id!r} failed: the Hub cannot be reached ({error})") from None
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise PushError(f"Pushing to {repo_id!r} failed: the Hub cannot be reached ({first}).") from None
         raise
 
 
@@ -100,7 +102,7 @@ def push_to_hub(
     model_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None, **push_kwargs
 ) -> str:
     """Publish the student saved in `model_dir`: weights, config, tokenizer, code, card, results in one commit."""
-    from .evaluation import load_student
+    from .persistence import load_student
 
     model = load_student(str(model_dir))
     with tempfile.TemporaryDirectory() as staging:

@@ -1,21 +1,17 @@
-"""Automatic layer selection: rank candidate layer sets by a cheap proxy instead of training each one.
+"""Automatic layer selection (`student_layers: auto`): which teacher layers a k-layer student should keep.
 
-Each *untrained* truncated student embeds held-out queries and is scored against the teacher's embeddings of them.
-Candidates share the teacher's layer modules (no copies), so scoring one costs a k-layer forward pass. Proxies:
-
-- `cosine` (default): mean cosine between student and teacher embeddings. It asks for the final vectors before any
-  training, so it favours sets that end in adjacent top layers (`[10, 11]` over `[0, 11]` of 12).
-- `neighbours`: retrieval agreement. The teacher's embeddings of the held-out queries act as a small index;
-  the score is the share of each query's 10 nearest neighbours in it (itself excluded) that the student's embedding
-  also ranks in its top 10, as the student will be used: its query against the teacher's documents.
-- `cka`: linear CKA, the similarity of the two embedding geometries up to rotation and scale.
-
-The last two tend to favour bottom layers, whose pooled output is a lexical embedding, over the top layer that
-training makes the most of; `layer_trials.py` adds short training runs of the shortlist, which settle it.
+First every candidate layer set is scored untrained: its truncated student embeds held-out queries and the score is
+the mean cosine to the teacher's embeddings of them (candidates share the teacher's layer modules, so scoring one
+costs a k-layer forward pass). That rules out bad sets for free, but favours sets that end in adjacent top layers,
+whose output is closest before any training. So the best few then train a few dozen steps of the run's own recipe
+each (`train_shortlist`), and the best held-out cosine after them wins: how a set trains is what no untrained score
+sees.
 """
 
+import dataclasses
 import itertools
 import random
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +19,12 @@ import torch
 from torch import nn
 
 from .configuration_asymmetric import LAYER_STRATEGIES, select_layers
-from .embedding_cache import cached_teacher_embeddings
+from .data import alignment_datasets
 from .modeling_asymmetric import AsymmetricDualEncoder, keep_layers, layer_stack
+from .teacher import from_teacher
+from .teacher_pass import cached_teacher_embeddings
+from .trainer import EmbeddingAlignmentTrainer
+from .training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 
 
 def candidate_layer_sets(num_teacher_layers: int, k: int, max_candidates: int = 64, seed: int = 0) -> list[list[int]]:
@@ -45,32 +45,6 @@ def mean_cosine(student: torch.Tensor, teacher: torch.Tensor) -> float:
     return float((student * teacher).sum(-1).mean())
 
 
-def linear_cka(student: torch.Tensor, teacher: torch.Tensor) -> float:
-    """Linear centered kernel alignment (Kornblith et al., 2019): 1 for the same geometry up to rotation and scale."""
-    student, teacher = student.double() - student.double().mean(0), teacher.double() - teacher.double().mean(0)
-    cross = (student.T @ teacher).norm() ** 2
-    return float(cross / ((student.T @ student).norm() * (teacher.T @ teacher).norm()))
-
-
-def neighbour_overlap(student: torch.Tensor, teacher: torch.Tensor, k: int = 10, chunk: int = 1024) -> float:
-    """Share of each query's k nearest neighbours among the teacher embeddings of the others that the student's
-    embedding of it also ranks in its top k."""
-    count = len(teacher)
-    if count <= k:
-        raise ValueError(f"neighbour_overlap needs more than k={k} queries, got {count}.")
-    shared = 0
-    for start in range(0, count, chunk):
-        rows = torch.arange(start, min(start + chunk, count))
-        scores = torch.stack([student[rows] @ teacher.T, teacher[rows] @ teacher.T])
-        scores[:, torch.arange(len(rows)), rows] = -torch.inf  # a query is not its own neighbour
-        found, wanted = scores.topk(k, dim=-1).indices
-        shared += int((found.unsqueeze(-1) == wanted.unsqueeze(-2)).any(-1).sum())
-    return shared / (count * k)
-
-
-PROXIES = {"cosine": mean_cosine, "neighbours": neighbour_overlap, "cka": linear_cka}
-
-
 @torch.inference_mode()
 def rank_layer_sets(
     model: AsymmetricDualEncoder,
@@ -79,13 +53,10 @@ def rank_layer_sets(
     cache_dir: str | Path,
     max_candidates: int = 64,
     batch_size: int = 64,
-    proxy: str = "cosine",
     candidates: list[list[int]] | None = None,
 ) -> list[dict]:
-    """Candidates sorted best first by `proxy`, each `{"layers", <every proxy's score>}`: all k-layer sets, or the
+    """Candidates sorted best first by their untrained cosine, each `{"layers", "cosine"}`: all k-layer sets, or the
     given `candidates` (of any size; `k` is then unused). `model` must hold the full teacher."""
-    if proxy not in PROXIES:
-        raise ValueError(f"Unknown layer-selection proxy {proxy!r}; choose one of {tuple(PROXIES)}.")
     if not queries:
         raise ValueError("rank_layer_sets needs held-out queries to score candidates on.")
     teacher_layers = layer_stack(model.document_encoder)
@@ -100,10 +71,10 @@ def rank_layer_sets(
         for layers in candidates or candidate_layer_sets(len(teacher_layers), k, max_candidates):
             keep_layers(model.query_encoder, teacher_layers, layers, teacher_config)
             student = nn.functional.normalize(model.encode_queries(queries, batch_size), dim=-1)
-            ranked.append({"layers": layers, **{name: score(student, targets) for name, score in PROXIES.items()}})
+            ranked.append({"layers": layers, "cosine": mean_cosine(student, targets)})
     finally:  # the student's own layers back, as the teacher's kept layers they stand for
         keep_layers(model.query_encoder, dict(zip(student_layers, original)), student_layers, teacher_config)
-    return sorted(ranked, key=lambda c: -c[proxy])
+    return sorted(ranked, key=lambda c: -c["cosine"])
 
 
 def auto_select_layers(
@@ -112,12 +83,105 @@ def auto_select_layers(
     k: int,
     cache_dir: str | Path,
     max_candidates: int = 64,
-    proxy: str = "cosine",
     candidates: list[list[int]] | None = None,
     **teacher_kwargs,
 ) -> tuple[list[int], list[dict], float]:
-    """Best k-layer set for `teacher` by `proxy`; also returns the full ranking and the seconds it took."""
+    """Best k-layer set for `teacher` by untrained cosine; also returns the full ranking and the seconds it took."""
     start = time.perf_counter()
-    full = AsymmetricDualEncoder.from_teacher(teacher, "first", 1, **teacher_kwargs)
-    ranking = rank_layer_sets(full, queries, k, cache_dir, max_candidates, proxy=proxy, candidates=candidates)
+    full = from_teacher(teacher, "first", 1, **teacher_kwargs)
+    ranking = rank_layer_sets(full, queries, k, cache_dir, max_candidates, candidates=candidates)
     return ranking[0]["layers"], ranking, time.perf_counter() - start
+
+
+def train_shortlist(
+    teacher: str,
+    shortlist: list[list[int]],
+    train_texts: list[str],
+    eval_texts: list[str],
+    args: EmbeddingAlignmentConfig,
+    steps: int,
+    cache_dir: str | Path,
+    teacher_batch_size: int = 64,
+    **student_kwargs,
+) -> list[dict]:
+    """`shortlist` sorted best first by held-out cosine after `steps` steps of `args`' recipe, each
+    `{"layers", "trained_cosine", "seconds"}`.
+
+    Every candidate trains on the same first `steps` batches' worth of `train_texts`, with the same seed, and is scored
+    on `eval_texts`; nothing is saved, logged or pushed. Loss, learning rate and batch are the recipe's; warmup is 10%
+    of the trial, since a recipe's warmup in steps (the paper's 1,000) would outlast it.
+    """
+    if steps < 1 or not shortlist:
+        raise ValueError(f"train_shortlist needs steps >= 1 and candidates, got {steps} steps and {shortlist}.")
+    examples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    model = from_teacher(teacher, shortlist[0], **student_kwargs)
+    datasets = alignment_datasets(model, [train_texts[:examples], eval_texts], cache_dir, teacher_batch_size)
+    ranked = []
+    with tempfile.TemporaryDirectory() as scratch:
+        trial_args = dataclasses.replace(
+            args,
+            output_dir=scratch,
+            max_steps=steps,
+            warmup_steps=0.1,
+            eval_strategy="no",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to=[],
+            push_to_hub=False,
+            load_best_model_at_end=False,
+            retrieval_eval_dir=None,
+            resume_from_checkpoint=None,
+        )
+        for index, layers in enumerate(shortlist):
+            start = time.perf_counter()
+            if index:  # the first candidate's student was built above, to embed the texts
+                model = from_teacher(teacher, layers, **student_kwargs)
+            trainer = EmbeddingAlignmentTrainer(model, trial_args, train_dataset=datasets[0], eval_dataset=datasets[1])
+            trainer.train()
+            cosine = trainer.evaluate()["eval_mean_cosine"]
+            ranked.append(
+                {"layers": layers, "trained_cosine": cosine, "seconds": round(time.perf_counter() - start, 1)}
+            )
+    return sorted(ranked, key=lambda c: -c["trained_cosine"])
+
+
+def select_student_layers(
+    student_args: StudentArguments,
+    data_args: QueryDataArguments,
+    training_args: EmbeddingAlignmentConfig,
+    train_texts: list[str],
+    eval_texts: list[str],
+    max_candidates: int = 64,
+    candidates: list[list[int]] | None = None,
+) -> dict:
+    """The `auto` layer choice, as `distillation.json` records it: the untrained ranking of the candidates, then,
+    when `selection_training_steps` > 0, short training runs of its top `selection_shortlist`, the best of which
+    wins."""
+    start = time.perf_counter()
+    best, ranking, _ = auto_select_layers(
+        student_args.teacher,
+        eval_texts,
+        student_args.num_student_layers,
+        data_args.embedding_cache_dir,
+        max_candidates,
+        candidates=candidates,
+        **student_args.teacher_kwargs,
+    )
+    record = {"selected": best, "ranking": ranking}
+    if student_args.selection_training_steps:
+        trials = train_shortlist(
+            student_args.teacher,
+            [candidate["layers"] for candidate in ranking[: student_args.selection_shortlist]],
+            train_texts,
+            eval_texts,
+            training_args,
+            student_args.selection_training_steps,
+            data_args.embedding_cache_dir,
+            data_args.teacher_batch_size,
+            **student_args.student_kwargs,
+        )
+        record.update(
+            selected=trials[0]["layers"], training_steps=student_args.selection_training_steps, trials=trials
+        )
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    return record

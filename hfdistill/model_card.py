@@ -13,7 +13,6 @@ logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 TRAINING_RECORD = "distillation.json"
 EXPORTED_EVAL_RESULTS = "eval_results_{}.json"  # {} = the backend of recipes/evaluate.py --query_encoder
-COMPRESSED_OUTPUTS = "compressed_outputs.json"  # scripts/compressed_outputs.py
 TAGS = ["hfdistill", "sentence-transformers", "feature-extraction", "mteb", "dense-retrieval", "query-encoder"]
 
 
@@ -31,8 +30,8 @@ def _is_hub_id(name: str) -> bool:
 
 
 def _dataset_fields(name: str, dataset: str | None) -> dict:
-    """model-index dataset fields: a Hub dataset by its id; a local set (or an older record without its source) by
-    its name, said to be local, so the card never passes a local copy off as the Hub dataset."""
+    """model-index dataset fields: a Hub dataset by its id; a local set by its name, said to be local, so the card
+    never passes a local copy off as the Hub dataset."""
     if dataset is not None and _is_hub_id(dataset):
         return {"dataset_type": dataset, "dataset_name": name}
     return {"dataset_type": name, "dataset_name": f"{name} (local BEIR-format set)"}
@@ -61,21 +60,6 @@ def describe_head(head: list[dict]) -> str:
     return ", ".join(words)
 
 
-def summarize_compressions(report: dict | None) -> dict | None:
-    """The card's view of a `compressed_outputs.json`: its tasks, and one row per compression with what the teacher
-    keeps of its own nDCG@10, the student's retention against the uncompressed teacher and against the teacher
-    compressed the same way (means over the tasks)."""
-    if not report:
-        return None
-    rows, tasks = [], []
-    for name, by_task in report["compressions"].items():
-        tasks = [task for task in by_task if isinstance(by_task[task], dict)]
-        same = sum(by_task[task]["retention_same_compression"] for task in tasks) / len(tasks)
-        rows.append({"compression": name, "teacher_keeps": by_task["teacher_mean_retention"],
-                     "retention": by_task["mean_retention"], "retention_same_compression": same})  # fmt: skip
-    return {"tasks": tasks, "embedding_dim": report["embedding_dim"], "rows": rows}
-
-
 def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     """The card of the student saved in `model_dir`, from its config and the JSON records found there."""
     model_dir = Path(model_dir)
@@ -89,7 +73,6 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         if (result := _read_json(model_dir / EXPORTED_EVAL_RESULTS.format(backend))) is not None
     }
     speed_results = _read_json(model_dir / "speed_results.json")
-    compressed_outputs = _read_json(model_dir / COMPRESSED_OUTPUTS)
     has_sentence_transformers = (model_dir / "modules.json").is_file()
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
@@ -133,7 +116,6 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         eval_results=eval_results,
         exported_eval_results=exported_eval_results,
         speed_results=speed_results,
-        compressions=summarize_compressions(compressed_outputs),
         onnx_backends=sorted({*exported_eval_results, *(speed_results or {}).get("speedup", {}).get("backends", {})}),
         training=training,
         train_queries=_describe_queries(training["train_queries"]) if training else None,

@@ -15,6 +15,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .model_card import TRAINING_RECORD
 
 TRAINER_STATE = "trainer_state.json"  # Trainer writes it last into a checkpoint: its presence marks one complete
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")  # a transformers model's weights
 
 
 def check_writable_dir(path: str | os.PathLike, option: str) -> None:
@@ -40,6 +41,11 @@ def check_teacher_reachable(teacher: str, revision: str | None = None) -> None:
     if path.exists():
         if not path.is_dir():
             raise ValueError(f"--teacher {teacher!r} is a file; give a model folder or a Hub id.")
+        if not any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES):
+            raise ValueError(
+                f"--teacher {teacher!r} holds no model weights ({', '.join(WEIGHT_FILES)}): save the teacher there "
+                "completely, or give its Hub id."
+            )
         return
     if teacher.startswith((".", "/", "~")) or teacher.count("/") > 1 or "\\" in teacher:
         raise ValueError(f"--teacher {teacher!r}: no such folder (a Hub id has the form `namespace/name`).")

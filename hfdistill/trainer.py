@@ -5,14 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import EvalPrediction, Trainer
+from transformers import EvalPrediction, Trainer, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 
 from .data import AlignmentCollator, QueryAlignmentDataset
 from .evaluation import RetrievalEvaluator
 from .losses import alignment_loss
 from .model_card import write_model_card
-from .modeling_asymmetric import ROUTES_FILE, AsymmetricDualEncoder
+from .modeling_asymmetric import AsymmetricDualEncoder
+from .persistence import ROUTES_FILE
 from .training_args import EmbeddingAlignmentConfig
 
 TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*", "trainer_state.json", "training_args.bin")
@@ -85,7 +88,7 @@ class EmbeddingAlignmentTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         teacher_embeddings = inputs.pop("teacher_embeddings")
-        outputs = model(**inputs)
+        outputs = model(**inputs, chunk_cost=self.args.length_chunk_cost if model.training else None)
         loss = alignment_loss(outputs.query_embeds, teacher_embeddings, self.args.loss)
         if not torch.isfinite(loss):  # Trainer would skip it in the logs and go on training a broken model
             raise FloatingPointError(
@@ -100,12 +103,27 @@ class EmbeddingAlignmentTrainer(Trainer):
             model = self.accelerator.unwrap_model(self.model)
             write_model_card(model, self.args.output_dir, getattr(self, "hub_model_id", None))
 
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs) -> TrainOutput:
+        """Trainer's `train`; resumed from a checkpoint that already reached `max_steps` (a run stopped after its last
+        checkpoint, before its end), it loads that checkpoint and trains no further step."""
+        path = get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
+        if path and self.args.max_steps > 0 and Path(path, TRAINER_STATE_NAME).is_file():
+            state = TrainerState.load_from_json(str(Path(path, TRAINER_STATE_NAME)))
+            if state.global_step >= self.args.max_steps:
+                self._load_from_checkpoint(path)
+                self.state = state
+                return TrainOutput(state.global_step, 0.0, {"resumed_at_step": state.global_step})
+        return super().train(resume_from_checkpoint, trial, **kwargs)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """Checkpoints hold the student's layout (weights in the sentence-transformers route folders): read it back."""
-        if not Path(resume_from_checkpoint, ROUTES_FILE).is_file():
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        target = self.accelerator.unwrap_model(model or self.model)
-        target.load_state_dict(type(target).from_pretrained(resume_from_checkpoint).state_dict())
+        """Checkpoints hold the student's layout (weights in the sentence-transformers route folders): read it back,
+        without drawing from torch's random numbers (building the model initialises weights), so that a resumed run
+        draws the batches and dropout of the run it continues."""
+        with torch.random.fork_rng(devices=[]):
+            if not Path(resume_from_checkpoint, ROUTES_FILE).is_file():
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            target = self.accelerator.unwrap_model(model or self.model)
+            target.load_state_dict(type(target).from_pretrained(resume_from_checkpoint).state_dict())
 
     def _load_best_model(self) -> None:
         if not Path(self.state.best_model_checkpoint, ROUTES_FILE).is_file():

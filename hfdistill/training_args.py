@@ -8,7 +8,6 @@ from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
 from .embedding_cache import EMBEDDING_DTYPES
-from .layer_selection import PROXIES
 from .losses import LOSSES
 
 RUN_FILES = ("config.json", "model.safetensors", "trainer_state.json", "training_args.bin")
@@ -27,8 +26,6 @@ class StudentArguments:
         layer_strategy (`str`): `top_bottom`, `first`, `last`, `uniform` or `auto` (candidates ranked by how the
             untrained students agree with the teacher on the held-out queries), used when no indices are given.
         num_student_layers (`int`): number of layers the strategy keeps (0 for a 0-layer student).
-        selection_proxy (`str`): how `auto` scores candidates untrained: `cosine`, `neighbours` or `cka` (see
-            `hfdistill.layer_selection`).
         selection_training_steps (`int`): when > 0, `auto` then trains the proxy's top `selection_shortlist`
             candidates this many steps each (the run's recipe) and keeps the best by held-out cosine: how a set
             trains is what an untrained proxy cannot see.
@@ -42,7 +39,6 @@ class StudentArguments:
         student_query_prompt (`str`, *optional*): the student's query prompt; defaults to the teacher's. `""` trains a
             prompt-free student on raw queries against the teacher's prompted targets (fewer tokens per query).
         trust_remote_code (`bool`): allow a teacher whose architecture is custom code in its repository.
-        projection_dim (`int`, *optional*): adds an identity-initialised linear map on student embeddings.
         share_token_embeddings (`bool`): the student uses the teacher's token embeddings, frozen, instead of a
             trainable copy; a saved student stores them once (for large vocabularies, most of the student's size).
     """
@@ -63,9 +59,6 @@ class StudentArguments:
     )
     num_student_layers: int = field(
         default=2, metadata={"help": "Number of layers the strategy keeps; 0: token embeddings and head only."}
-    )
-    selection_proxy: str = field(
-        default="cosine", metadata={"help": f"How `auto` scores untrained candidate layer sets: {tuple(PROXIES)}."}
     )
     selection_training_steps: int = field(
         default=50,
@@ -93,17 +86,12 @@ class StudentArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow a teacher whose architecture is custom code in its repository."}
     )
-    projection_dim: int | None = field(
-        default=None, metadata={"help": "Add an identity-initialised linear map of this size (the teacher's)."}
-    )
     share_token_embeddings: bool = field(
         default=False,
         metadata={"help": "Use the teacher's token embeddings, frozen, instead of a trainable copy (stored once)."},
     )
 
     def __post_init__(self):
-        if self.selection_proxy not in PROXIES:
-            raise ValueError(f"Unknown selection_proxy {self.selection_proxy!r}; choose one of {tuple(PROXIES)}.")
         if self.student_layers in ("auto", ["auto"]):
             self.student_layers, self.layer_strategy = None, "auto"
         elif self.student_layers is not None:  # [] (a config's `student_layers: []`): a 0-layer student
@@ -131,7 +119,6 @@ class StudentArguments:
     def student_kwargs(self) -> dict:
         """How the student is built from the teacher, for `from_teacher` in the recipe and in layer trials."""
         return {
-            "projection_dim": self.projection_dim,
             "share_token_embeddings": self.share_token_embeddings,
             **self.teacher_kwargs,
         }
@@ -230,8 +217,15 @@ class EmbeddingAlignmentConfig(TrainingArguments):
         default=False, metadata={"help": "Kept False: the collator needs the teacher embeddings."}
     )
     train_sampling_strategy: str = field(
-        default="group_by_length",
-        metadata={"help": "`group_by_length` batches queries of similar length, so batches carry little padding."},
+        default="random",
+        metadata={"help": "How batches are drawn: `random`, or `group_by_length` (queries of similar length)."},
+    )
+    length_chunk_cost: int | None = field(
+        default=32,
+        metadata={
+            "help": "Encode each training batch in chunks of similar-length queries, each padded to its own longest; "
+            "a chunk costs this many tokens of overhead (`None`: one padded batch)."
+        },
     )
     retrieval_eval_dir: str | None = field(
         default=None,

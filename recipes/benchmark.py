@@ -9,10 +9,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hfdistill import load_student
 from hfdistill.benchmark import BACKENDS, format_speed, measure_speed
 from hfdistill.cli import input_errors, parse_args
 from hfdistill.data import load_queries
-from hfdistill.evaluation import load_student
 from hfdistill.query_encoders import load_query_encoder
 
 
@@ -56,4 +56,6 @@ def main(args: BenchmarkArguments) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    main(*parse_args((BenchmarkArguments,)))
+    with input_errors():
+        arguments = parse_args((BenchmarkArguments,))
+    main(*arguments)

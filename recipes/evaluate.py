@@ -15,8 +15,9 @@ from pathlib import Path
 
 from accelerate import PartialState
 
+from hfdistill import load_student
 from hfdistill.cli import input_errors, parse_args
-from hfdistill.evaluation import evaluate_student, format_report, load_student
+from hfdistill.evaluation import evaluate_student, format_report
 from hfdistill.model_card import EXPORTED_EVAL_RESULTS
 from hfdistill.query_encoders import SentenceTransformerQueryEncoder, load_query_encoder
 from hfdistill.retrieval_tasks import resolve_task
@@ -51,12 +52,13 @@ def main(args: EvaluationArguments) -> list[dict]:
             raise ValueError("--query_encoder scores one query encoder: give one --model (whose teacher indexes).")
         device = args.device or str(PartialState().device)
         query_encoder = load_query_encoder(args.query_encoder, device=device) if args.query_encoder else None
+        students = {name: load_student(name) for name in args.model}
     reports, baseline = [], isinstance(query_encoder, SentenceTransformerQueryEncoder)  # not the student's own
-    for name in args.model:
-        model = load_student(name).to(device)
+    for name, model in students.items():
         report = evaluate_student(
-            model, args.query_encoder if baseline else name, tasks, args.cache_dir, args.batch_size, query_encoder
-        )
+            model.to(device), args.query_encoder if baseline else name, tasks, args.cache_dir, args.batch_size,
+            query_encoder,
+        )  # fmt: skip
         if query_encoder is not None:
             report["query_encoder"] = {"path": args.query_encoder, **query_encoder.config}
         if baseline:
@@ -74,4 +76,6 @@ def main(args: EvaluationArguments) -> list[dict]:
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    main(*parse_args((EvaluationArguments,)))
+    with input_errors():
+        arguments = parse_args((EvaluationArguments,))
+    main(*arguments)

@@ -10,8 +10,8 @@ sentence-transformers' ONNX backend runs. Documents stay the teacher's torch emb
 
 from dataclasses import dataclass, field
 
+from hfdistill import load_student
 from hfdistill.cli import input_errors, parse_args
-from hfdistill.evaluation import load_student
 from hfdistill.export import BACKENDS, QUANTIZATIONS, check_export, export_query_encoder
 
 

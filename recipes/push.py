@@ -4,11 +4,10 @@ python recipes/push.py --model out/minilm-2L --repo_id <user>/minilm-L2-query-en
 """
 
 import logging
-import sys
 from dataclasses import dataclass, field
 
-from hfdistill.cli import parse_args
-from hfdistill.hub import PushError, push_to_hub
+from hfdistill.cli import input_errors, parse_args
+from hfdistill.hub import push_to_hub
 
 
 @dataclass
@@ -27,7 +26,5 @@ def main(args: PushArguments) -> str:
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    try:
+    with input_errors():  # a folder that is not a sound student, or a push the Hub refuses: one line
         main(*parse_args((PushArguments,)))
-    except PushError as error:
-        sys.exit(f"error: {error}")

@@ -5,9 +5,9 @@
 
 Scores every candidate layer set (or those given with `--candidates 0,11 10,11`) by how its untrained truncated
 student agrees with the teacher on the held-out queries of the distill recipe (same config, `--seed`,
-`--num_eval_queries`), by each proxy of `hfdistill.layer_selection.PROXIES`, and ranks them by `--selection_proxy`.
-Then the top `--selection_shortlist` candidates train `--selection_training_steps` steps each (default 50; 0 skips
-this) with the config's loss, learning rate and batch, and the best held-out cosine wins. Prints the ranking and
+`--num_eval_queries`): the mean cosine of their embeddings. Then the top `--selection_shortlist` candidates train
+`--selection_training_steps` steps each (default 50; 0 skips this) with the config's loss, learning rate and batch,
+and the best held-out cosine wins. Prints the ranking and
 the time it took; `recipes/distill.py --student_layers auto` makes the same choice and then distills the winner.
 """
 
@@ -18,8 +18,7 @@ from pathlib import Path
 
 from hfdistill.cli import parse_args
 from hfdistill.data import load_query_splits, training_texts
-from hfdistill.layer_selection import PROXIES
-from hfdistill.layer_trials import select_student_layers
+from hfdistill.layer_selection import select_student_layers
 from hfdistill.training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 
 
@@ -44,15 +43,14 @@ def main(
     result = select_student_layers(
         student_args, data_args, training_args, train_texts, held_out, args.max_candidates, candidates
     )
-    proxies = list(PROXIES)
-    print(f"{'layers':<20} " + " ".join(f"{name:>10}" for name in proxies))
+    print(f"{'layers':<20} {'untrained cosine':>16}")
     for candidate in result["ranking"]:
-        print(f"{str(candidate['layers']):<20} " + " ".join(f"{candidate[name]:>10.4f}" for name in proxies))
+        print(f"{str(candidate['layers']):<20} {candidate['cosine']:>16.4f}")
     for trial in result.get("trials", []):
         steps = result["training_steps"]
         print(f"{str(trial['layers']):<20} held-out cosine {trial['trained_cosine']:.4f} after {steps} steps")
     print(
-        f"selected {result['selected']} by {student_args.selection_proxy}"
+        f"selected {result['selected']} by cosine"
         f"{' and short training' if 'trials' in result else ''}: {len(result['ranking'])} candidates scored on "
         f"{len(held_out)} held-out queries in {result['seconds']:.1f} s"
     )

@@ -181,9 +181,9 @@ def tiny_mpnet_teacher(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def _tiny_student(tiny_teacher):
-    from hfdistill import AsymmetricDualEncoder
+    from hfdistill import from_teacher
 
-    return AsymmetricDualEncoder.from_teacher(tiny_teacher, student_layers=[0, 3])
+    return from_teacher(tiny_teacher, student_layers=[0, 3])
 
 
 @pytest.fixture
@@ -223,6 +223,7 @@ SAVED_FILES = {  # the root of a saved student: transformers' config, code and t
     "config.json",
     "configuration_asymmetric.py",
     "modeling_asymmetric.py",
+    "persistence.py",
     "tokenizer.json",
     "modules.json",
     "router_config.json",
@@ -238,6 +239,16 @@ def run_script(args: list[str], env: dict | None = None, check: bool = True) -> 
     if check:
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
+
+
+def run_recipe_in_process(recipe: str, args: list[str], monkeypatch) -> str:
+    """`python recipes/<recipe>.py <args>` run in this process (no interpreter start-up); the message it exits with."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [f"recipes/{recipe}.py", *args])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(ROOT / "recipes" / f"{recipe}.py"), run_name="__main__")
+    return str(exited.value.code)
 
 
 def tiny_distill_args(

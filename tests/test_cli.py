@@ -1,6 +1,6 @@
 import pytest
 
-from hfdistill import AsymmetricDualEncoder
+from hfdistill import from_teacher
 from hfdistill.cli import parse_args
 from hfdistill.training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 from tests.conftest import QWEN3_PROMPTS, ROOT, write_st_teacher
@@ -63,9 +63,7 @@ def test_teacher_configs_build_with_a_tiny_model_of_the_checkpoints_architecture
     path = ROOT / "recipes" / "configs" / f"{config}.yaml"
     student, _, _ = parse_args(TYPES, [str(path), "--teacher", teacher, "--output_dir", str(tmp_path / "out")])
     layers_or_strategy = student.student_layers if student.student_layers is not None else student.layer_strategy
-    model = AsymmetricDualEncoder.from_teacher(
-        student.teacher, layers_or_strategy, student.num_student_layers, **student.teacher_kwargs
-    )
+    model = from_teacher(student.teacher, layers_or_strategy, student.num_student_layers, **student.teacher_kwargs)
     assert model.config.student_layers == layers and model.config.pooling_mode == pooling
     assert (model.config.query_prompt, model.config.student_prompt) == (query_prompt, student_prompt)
     assert model.config.document_prompt == document_prompt
@@ -90,8 +88,6 @@ def test_student_layers_auto_or_indices(tmp_path):
     required = ["--train_queries", "q.tsv", "--output_dir", str(tmp_path / "out")]
     with pytest.raises(ValueError, match=r"student_layers must be 0-based layer indices .* got \['0', 'top'\]"):
         parse_args(TYPES, ["--student_layers", "0", "top", *required])
-    with pytest.raises(ValueError, match=r"selection_proxy 'loss'; choose one of \('cosine', 'neighbours', 'cka'\)"):
-        parse_args(TYPES, ["--selection_proxy", "loss", *required])
 
 
 @pytest.mark.parametrize(
@@ -118,13 +114,13 @@ def test_zero_layers_mean_the_same_student_in_yaml_on_the_command_line_and_in_py
                                         "q.tsv", "--output_dir", str(tmp_path)])  # fmt: skip
     assert from_yaml.student_layers == [] and from_cli.student_layers is None
     for model in (
-        AsymmetricDualEncoder.from_teacher(tiny_teacher, from_yaml.student_layers),
-        AsymmetricDualEncoder.from_teacher(tiny_teacher, from_cli.layer_strategy, from_cli.num_student_layers),
-        AsymmetricDualEncoder.from_teacher(tiny_teacher, []),
+        from_teacher(tiny_teacher, from_yaml.student_layers),
+        from_teacher(tiny_teacher, from_cli.layer_strategy, from_cli.num_student_layers),
+        from_teacher(tiny_teacher, []),
     ):
         assert model.config.student_layers == [] and len(model.query_encoder.encoder.layer) == 0
     with pytest.raises(ValueError, match="num_student_layers=-1 must be between 0 and the teacher's 4 layers"):
-        AsymmetricDualEncoder.from_teacher(tiny_teacher, "top_bottom", -1)
+        from_teacher(tiny_teacher, "top_bottom", -1)
 
 
 def test_pickled_training_arguments_hold_no_hub_token(tmp_path):
@@ -154,3 +150,17 @@ def test_a_push_names_its_repository_before_the_run_as_trainer_would(tmp_path, m
     assert EmbeddingAlignmentConfig(output_dir=".", push_to_hub=True, report_to="none").hub_model_id == "out"
     named = EmbeddingAlignmentConfig(output_dir=".", push_to_hub=True, hub_model_id="me/s", report_to="none")
     assert named.hub_model_id == "me/s" and EmbeddingAlignmentConfig(output_dir=".").hub_model_id is None
+
+
+def test_config_option_abbreviations_and_a_broken_config_file(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"teacher: my/teacher\ntrain_queries: q.tsv\noutput_dir: {tmp_path / 'out'}\n")
+    student, data, _ = parse_args(TYPES, ["--config", str(config), "--teacher", "other/teacher"])
+    assert student.teacher == "other/teacher" and data.train_queries == "q.tsv"
+    with pytest.raises(ValueError, match=r"not used by the HfArgumentParser: \['--learning_rat'"):
+        parse_args(TYPES, [str(config), "--learning_rat", "1e-3"])  # argparse would take it for --learning_rate
+    config.write_text("teacher: [unclosed\n")
+    with pytest.raises(ValueError, match=r"c.yaml: not a YAML file \(line 2\)"):
+        parse_args(TYPES, [str(config)])
+    with pytest.raises(ValueError, match="--config needs a YAML file"):
+        parse_args(TYPES, ["--config"])

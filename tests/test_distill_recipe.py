@@ -4,7 +4,6 @@ import json
 import math
 import os
 import re
-import runpy
 import subprocess
 import sys
 import threading
@@ -14,8 +13,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from hfdistill import AsymmetricDualEncoder
-from tests.conftest import QWEN3_PROMPTS, ROOT, run_script, tiny_distill_args, write_st_teacher
+from hfdistill import AsymmetricDualEncoder, from_teacher
+from tests.conftest import QWEN3_PROMPTS, ROOT, run_recipe_in_process, run_script, tiny_distill_args, write_st_teacher
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -60,7 +59,7 @@ def test_accelerate_launch_two_processes_with_auto_layers(tiny_teacher, queries,
     assert len(selection["trials"]) == 2 and selection["selected"] == selection["trials"][0]["layers"]
     model = AsymmetricDualEncoder.from_pretrained(out)
     assert model.config.student_layers == selection["selected"]
-    teacher = AsymmetricDualEncoder.from_teacher(tiny_teacher, selection["selected"])
+    teacher = from_teacher(tiny_teacher, selection["selected"])
     for key, value in teacher.document_encoder.state_dict().items():  # the teacher stayed frozen under DDP
         assert torch.equal(model.document_encoder.state_dict()[key], value), key
     assert not torch.equal(
@@ -80,7 +79,7 @@ def test_a_student_sharing_the_teacher_token_embeddings_keeps_them_and_stores_th
         assert notice not in result.stderr, result.stderr[-2000:]
     student, teacher = (
         AsymmetricDualEncoder.from_pretrained(out),
-        AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3]),
+        from_teacher(tiny_teacher, [0, 3]),
     )
     assert student.query_encoder.get_input_embeddings() is student.document_encoder.get_input_embeddings()
     assert torch.equal(
@@ -137,14 +136,6 @@ def test_a_prompt_the_teacher_lacks_fails_before_the_queries_load(tmp_path):
     assert "missing.tsv" not in result.stderr and not (tmp_path / "out").exists()
 
 
-def run_in_process(args: list[str], monkeypatch) -> str:
-    """`python recipes/distill.py <args>` run in this process (no interpreter start-up); the message it exits with."""
-    monkeypatch.setattr(sys, "argv", ["recipes/distill.py", *args])
-    with pytest.raises(SystemExit) as exited:
-        runpy.run_path(str(ROOT / "recipes" / "distill.py"), run_name="__main__")
-    return str(exited.value.code)
-
-
 BAD_INPUTS = {  # case: (what to change, the one line it must end with)
     "jsonl line not JSON": ({"queries": '{"text": "a b"}\n{"text": "c",\n'}, r"queries.jsonl: line 2 is not JSON"),
     "jsonl record without text": (
@@ -164,6 +155,11 @@ BAD_INPUTS = {  # case: (what to change, the one line it must end with)
         r"'nobody/no-such-teacher' is not in the local Hub cache and HF_HUB_OFFLINE is set",
     ),
     "no held-out queries": ({"num_eval_queries": "0"}, r"num_eval_queries must be at least 1, got 0"),
+    "layer out of range": ({"student_layers": "9"}, r"student_layers \[9\] out of range: the teacher has 4 layers"),
+    "negative layer": ({"student_layers": "-1"}, r"student_layers \[-1\] out of range"),
+    "too many layers": ({"num_student_layers": "7"}, r"num_student_layers=7 must be between 0 and the teacher's 4"),
+    "teacher folder without weights": ({"teacher": "{tmp}/folder"}, r"--teacher '.*folder' holds no model weights"),
+    "query file that is a folder": ({"train_queries": "{tmp}/folder/x.tsv"}, r"Query file '.*x.tsv' is a folder"),
     "unknown embedding dtype": ({"embedding_dtype": "int8"}, r"Unknown embedding_dtype 'int8'; choose one of"),
     "resume without checkpoint": ({"resume_from_checkpoint": "true"}, r"holds no complete checkpoint"),
     "push without a token": ({"push_to_hub": "true"}, r"No Hugging Face token found for pushing to 'out': log in"),
@@ -184,17 +180,17 @@ def test_bad_input_ends_in_one_line_before_anything_is_written(tiny_teacher, tmp
     queries = change.pop("queries", "\n".join(json.dumps({"text": f"query {i}"}) for i in range(100)))
     path = tmp_path / "queries.jsonl"
     path.write_bytes(queries if isinstance(queries, bytes) else queries.encode())
-    (tmp_path / "folder").mkdir()  # holds no data files
+    (tmp_path / "folder" / "x.tsv").mkdir(parents=True)  # holds no data files
     options = {"teacher": tiny_teacher, "train_queries": str(path), "output_dir": str(tmp_path / "out"),
                "embedding_cache_dir": str(tmp_path / "cache"), "num_eval_queries": "10", "report_to": "none",
                **{key: value.format(tmp=tmp_path) for key, value in change.items()}}  # fmt: skip
-    line = run_in_process([f"--{key}={value}" for key, value in options.items()], monkeypatch)
+    line = run_recipe_in_process("distill", [f"--{key}={value}" for key, value in options.items()], monkeypatch)
     assert re.search(message, line) and line.startswith("error: ") and "\n" not in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "queries.jsonl"]  # no output, no cache
 
 
 def test_a_run_with_nothing_named_prints_its_usage_and_starts_nothing(monkeypatch, capsys):
-    assert run_in_process([], monkeypatch) == "2"
+    assert run_recipe_in_process("distill", [], monkeypatch) == "2"
     assert "error: the following arguments are required: --train_queries" in capsys.readouterr().err
 
 

@@ -3,16 +3,18 @@ import json
 import multiprocessing
 import os
 import pickle
+import struct
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from hfdistill import embedding_cache
-from hfdistill.embedding_cache import EmbeddingRows, cached_teacher_embeddings, fingerprint
+from hfdistill import embedding_cache, from_teacher, teacher_pass
+from hfdistill.embedding_cache import EmbeddingRows, fingerprint
+from hfdistill.teacher_pass import cached_teacher_embeddings, write_teacher_embeddings
 
 
 def test_fingerprint_depends_on_order_and_content():
@@ -145,10 +147,10 @@ CONCURRENT_RUN = """
 import sys, time
 from pathlib import Path
 import torch
-from hfdistill import AsymmetricDualEncoder
-from hfdistill.embedding_cache import cached_teacher_embeddings
+from hfdistill import from_teacher
+from hfdistill.teacher_pass import cached_teacher_embeddings
 teacher, cache, start, out = sys.argv[1:5]
-model = AsymmetricDualEncoder.from_teacher(teacher, [0, 3])
+model = from_teacher(teacher, [0, 3])
 Path(out + ".ready").touch()
 texts = [f"query number {i} about " + "word " * (i % 13) for i in range(3000)]
 while not Path(start).exists():  # both processes start the teacher pass at the same moment
@@ -188,7 +190,7 @@ def test_two_runs_filling_one_cache_at_once_both_finish_and_leave_one_valid_file
 
 
 def test_a_killed_teacher_pass_keeps_its_finished_shards(tiny_student, queries, tmp_path, monkeypatch):
-    monkeypatch.setattr(embedding_cache, "SHARD_SIZE", 64)  # 300 texts: shards of 64, 64, 64, 64, 44
+    monkeypatch.setattr(teacher_pass, "SHARD_SIZE", 64)  # 300 texts: shards of 64, 64, 64, 64, 44
     encode, embedded = tiny_student.encode_teacher_queries, []
 
     def killed_after_two_shards(texts, **kwargs):
@@ -212,7 +214,7 @@ def test_a_killed_teacher_pass_keeps_its_finished_shards(tiny_student, queries, 
 
 
 def test_shards_of_another_teacher_or_prompt_are_never_mixed_in(tiny_student, queries, tmp_path, monkeypatch):
-    monkeypatch.setattr(embedding_cache, "SHARD_SIZE", 100)
+    monkeypatch.setattr(teacher_pass, "SHARD_SIZE", 100)
     plain = cached_teacher_embeddings(tiny_student, queries, tmp_path / "plain").clone()
     plain_key = _key(tmp_path / "plain")
     tiny_student.config.query_prompt = "query: "
@@ -221,7 +223,7 @@ def test_shards_of_another_teacher_or_prompt_are_never_mixed_in(tiny_student, qu
     for path in (tmp_path / "prompted").iterdir():
         path.unlink()
     for first in (0, 100, 200):  # the plain teacher's shards, under the names of the prompted run's shards
-        shard = tmp_path / "prompted" / embedding_cache.SHARD_FILE.format(key, first)
+        shard = tmp_path / "prompted" / teacher_pass.SHARD_FILE.format(key, first)
         save_file({"embeddings": plain[first : first + 100].contiguous()}, shard, {"key": f"{plain_key}:{first}"})
     again = cached_teacher_embeddings(tiny_student, queries, tmp_path / "prompted")
     torch.testing.assert_close(again, prompted)
@@ -272,22 +274,21 @@ SHARDED_RUN = """
 import json, sys
 import torch
 from accelerate import PartialState
-from hfdistill import AsymmetricDualEncoder, embedding_cache
+from hfdistill import from_teacher, teacher_pass
 teacher, cache, out = sys.argv[1:4]
 state = PartialState(cpu=True)
-embedding_cache.SHARD_SIZE = 256
-model = AsymmetricDualEncoder.from_teacher(teacher, [0, 3])
+teacher_pass.SHARD_SIZE = 256
+model = from_teacher(teacher, [0, 3])
 texts = [f"query number {i} about " + "word " * (i % 13) for i in range(4096)]
 embedded, encode = [], model.encode_teacher_queries
 model.encode_teacher_queries = lambda t, **kw: embedded.append(len(t)) or encode(t, **kw)
-embeddings = embedding_cache.cached_teacher_embeddings(model, texts, cache, batch_size=64)
+embeddings = teacher_pass.cached_teacher_embeddings(model, texts, cache, batch_size=64)
 torch.save(embeddings.clone(), f"{out}/rank{state.process_index}.pt")
 json.dump({"embedded": sum(embedded)}, open(f"{out}/rank{state.process_index}.json", "w"))
 """
 
 
 def test_two_processes_share_the_teacher_pass_and_write_the_single_process_cache(tiny_teacher, tmp_path):
-    from hfdistill import AsymmetricDualEncoder
 
     from .conftest import run_script
 
@@ -301,7 +302,7 @@ def test_two_processes_share_the_teacher_pass_and_write_the_single_process_cache
     seconds = time.perf_counter() - start
     counts = [json.loads((tmp_path / f"rank{rank}.json").read_text())["embedded"] for rank in (0, 1)]
     assert counts == [2048, 2048], counts  # 16 shards, 8 each
-    model = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3])
+    model = from_teacher(tiny_teacher, [0, 3])
     texts = [f"query number {i} about " + "word " * (i % 13) for i in range(4096)]
     single = cached_teacher_embeddings(model, texts, tmp_path / "single", batch_size=64)
     for rank in (0, 1):
@@ -321,3 +322,62 @@ def test_a_bfloat16_teacher_pass_is_cached_apart_from_the_float32_one(tiny_stude
     torch.testing.assert_close(cached_teacher_embeddings(tiny_student, queries, tmp_path), full)
     with pytest.raises(ValueError, match=r"Unknown teacher precision 'int4'"):
         cached_teacher_embeddings(tiny_student, queries, tmp_path, precision="int4")
+
+
+def _counting(monkeypatch, model) -> list[list[str]]:
+    """The texts each call of the teacher's query encoding embeds, recorded."""
+    embedded, encode = [], model.encode_teacher_queries
+    monkeypatch.setattr(model, "encode_teacher_queries", lambda texts, **kw: embedded.append(texts) or encode(texts))
+    return embedded
+
+
+def test_a_smaller_run_reads_the_leading_blocks_of_a_larger_runs_file(tiny_student, queries, tmp_path, monkeypatch):
+    monkeypatch.setattr(embedding_cache, "PREFIX_BLOCK", 4)  # the file of 10 texts records blocks of 4 and 8
+    whole = cached_teacher_embeddings(tiny_student, queries[:10], tmp_path).clone()
+    embedded = _counting(monkeypatch, tiny_student)
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, queries[:7], tmp_path), whole[:7])
+    assert embedded == [queries[4:7]]  # the first block of 4 was read, only 3 texts embedded
+    torch.testing.assert_close(cached_teacher_embeddings(tiny_student, queries[:9], tmp_path), whole[:9])
+    assert embedded == [queries[4:7], queries[8:9]]
+    cached_teacher_embeddings(tiny_student, ["another first query"] + queries[1:7], tmp_path)
+    assert len(embedded[-1]) == 7  # a different first block shares nothing
+
+
+def test_a_cache_file_whose_values_were_edited_is_embedded_again(tiny_student, queries, tmp_path, caplog):
+    good = cached_teacher_embeddings(tiny_student, queries[:10], tmp_path).clone()
+    (path,) = tmp_path.glob("*.safetensors")
+    data = bytearray(path.read_bytes())
+    data[-8:-4] = struct.pack("<f", 0.5)  # one finite value of the last row changed in place
+    path.write_bytes(bytes(data))
+    again = cached_teacher_embeddings(tiny_student, queries[:10], tmp_path)
+    torch.testing.assert_close(again, good)
+    assert "values that differ from those written" in caplog.text and str(path) in caplog.text
+
+
+def test_a_full_disk_keeps_the_embeddings_in_memory(tiny_student, queries, tmp_path, monkeypatch, caplog):
+    def no_space(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
+
+    monkeypatch.setattr(embedding_cache, "save_file", no_space)
+    embeddings = cached_teacher_embeddings(tiny_student, queries[:6], tmp_path)
+    torch.testing.assert_close(embeddings, tiny_student.encode_teacher_queries(queries[:6]))
+    assert "No space left on device" in caplog.text and "keeps them in memory" in caplog.text
+    assert not list(tmp_path.iterdir())  # no temporary file left
+
+
+def test_a_run_whose_shards_another_run_joined_reads_the_joined_file(tiny_student, queries, tmp_path, monkeypatch):
+    """Two runs on one empty cache: the other finishes first, joins the shards both wrote and removes them."""
+    monkeypatch.setattr(teacher_pass, "SHARD_SIZE", 8)
+    shards_then_the_other_run_joins = teacher_pass._embed_shards
+
+    def embed_shards(encode, texts, start, cache_dir, key, *args):
+        result = shards_then_the_other_run_joins(encode, texts, start, cache_dir, key, *args)
+        write_teacher_embeddings(tiny_student, texts, encode(texts), cache_dir)
+        for shard in cache_dir.glob("*.shard-*"):
+            shard.unlink()
+        return result
+
+    monkeypatch.setattr(teacher_pass, "_embed_shards", embed_shards)
+    embeddings = cached_teacher_embeddings(tiny_student, queries[:20], tmp_path)
+    torch.testing.assert_close(embeddings, tiny_student.encode_teacher_queries(queries[:20]))
+    assert len(list(tmp_path.iterdir())) == 1

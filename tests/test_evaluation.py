@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hfdistill.evaluation import AsymmetricEncoder, evaluate_student, load_student, teacher_scores
+from hfdistill import from_teacher
+from hfdistill import load_student
+from hfdistill.evaluation import AsymmetricEncoder, evaluate_student, teacher_scores
 from hfdistill.retrieval_tasks import LocalBeirRetrieval, read_beir_folder, resolve_task
 from tests.conftest import E5_PROMPTS, WORDS, run_script, write_st_teacher
 
@@ -125,10 +127,8 @@ def test_prompts_in_mteb_equal_sentence_transformers_own_evaluation(beir, tmp_pa
     from mteb.types import PromptType
     from sentence_transformers import SentenceTransformer
 
-    from hfdistill import AsymmetricDualEncoder
-
     teacher = write_st_teacher(tmp_path / "e5", "bert", prompts=E5_PROMPTS)
-    student = AsymmetricDualEncoder.from_teacher(teacher, [0, 3])
+    student = from_teacher(teacher, [0, 3])
     reference = SentenceTransformer(teacher, device="cpu")
     texts = ["what is dense retrieval", "the cat"]
     encoder = AsymmetricEncoder(student, "tiny", cache_dir=tmp_path / "cache")
@@ -151,9 +151,7 @@ def test_mteb_scores_a_saved_student_loaded_as_a_sentence_transformer(beir, tmp_
     import mteb
     from sentence_transformers import SentenceTransformer
 
-    from hfdistill import AsymmetricDualEncoder
-
-    student = AsymmetricDualEncoder.from_teacher(write_st_teacher(tmp_path / "e5", "bert", prompts=E5_PROMPTS), [0, 3])
+    student = from_teacher(write_st_teacher(tmp_path / "e5", "bert", prompts=E5_PROMPTS), [0, 3])
     student.save_pretrained(tmp_path / "student")
     task = LocalBeirRetrieval.from_folder(beir)
     report = evaluate_student(student, "tiny", [task], tmp_path / "cache")
@@ -218,7 +216,6 @@ def test_teacher_ndcg_equals_plain_mteb_on_real_scifact(minilm, tmp_path):
     import mteb
     from sentence_transformers import SentenceTransformer
 
-    from hfdistill import AsymmetricDualEncoder
     from tests.conftest import SHARED
 
     source, subset = SHARED / "data" / "beir" / "scifact", tmp_path / "scifact-subset"
@@ -235,7 +232,7 @@ def test_teacher_ndcg_equals_plain_mteb_on_real_scifact(minilm, tmp_path):
     (subset / "queries.jsonl").write_text("\n".join(queries) + "\n")
     (subset / "qrels" / "test.tsv").write_text("\n".join(rows[:1] + qrels) + "\n")
 
-    student = AsymmetricDualEncoder.from_teacher(minilm, [0, 5])
+    student = from_teacher(minilm, [0, 5])
     ours = teacher_scores(student, LocalBeirRetrieval.from_folder(subset), tmp_path / "cache")
     plain = mteb.evaluate(
         SentenceTransformer(minilm, device="cpu"), LocalBeirRetrieval.from_folder(subset), cache=None
@@ -288,25 +285,3 @@ def test_a_query_encoder_of_another_dimension_is_refused_before_any_encoding(tin
     with pytest.raises(ValueError, match="The query encoder gives 7-d embeddings and the teacher .* 32-d"):
         evaluate_student(tiny_student, "s", [LocalBeirRetrieval.from_folder(beir)], tmp_path / "c", 8, SmallEncoder())
     assert not (tmp_path / "c").exists()  # not even the teacher's documents were encoded
-
-
-def test_compressed_outputs_score_both_sides_compressed(tiny_student, beir, tmp_path):
-    tiny_student.save_pretrained(tmp_path / "student")
-    run_script(["scripts/compressed_outputs.py", "--model", str(tmp_path / "student"), "--tasks", "tinybeir",
-                "--data_dir", str(beir.parent), "--cache_dir", str(tmp_path / "cache"),
-                "--output_dir", str(tmp_path)])  # fmt: skip
-    rows = json.loads((tmp_path / "compressed_outputs.json").read_text())["compressions"]
-    report = evaluate_student(tiny_student, "tiny", [LocalBeirRetrieval.from_folder(beir)], tmp_path / "cache")
-    for role in ("teacher", "student"):
-        assert rows["none"]["tinybeir"][role] == pytest.approx(report["tasks"]["tinybeir"][role]["ndcg_at_10"])
-    data = read_beir_folder(beir)
-    query_ids, doc_ids = list(data["queries"]), list(data["corpus"])
-    docs = tiny_student.encode_documents([data["corpus"][d]["text"] for d in doc_ids])
-    queries = tiny_student.encode_queries(list(data["queries"].values()))
-    half = [torch.nn.functional.normalize(x[:, : x.shape[1] // 2], dim=-1) for x in (queries, docs)]
-    assert rows["dims/2"]["tinybeir"]["student"] == pytest.approx(
-        hand_ndcg_at_10(*half, query_ids, doc_ids, data["qrels"]), abs=1e-4
-    )
-    assert rows["binary"]["tinybeir"]["student"] != rows["none"]["tinybeir"]["student"]  # binary: mteb's own
-    student = rows["int8"]["tinybeir"]
-    assert student["retention"] == pytest.approx(student["student"] / rows["none"]["tinybeir"]["teacher"])

@@ -14,7 +14,7 @@ from huggingface_hub.utils import filter_repo_objects
 
 from hfdistill import AsymmetricDualEncoder
 from hfdistill.hub import PushError, push_to_hub
-from tests.conftest import SAVED_FILES, run_script, tiny_distill_args
+from tests.conftest import SAVED_FILES, run_recipe_in_process, run_script, tiny_distill_args
 from tests.hub_server import TOKEN, LocalHub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def uploads(monkeypatch, tmp_path) -> RecordedUploads:
 
 
 def test_a_push_is_one_upload_of_the_student_each_tensor_once_and_loads_three_ways(uploads, saved_student, tmp_path):
-    results = {"eval_results_onnx-int8.json", "compressed_outputs.json"}  # an export's retention, compressed outputs
+    results = {"eval_results_onnx-int8.json"}  # an exported encoder's retention
     for name in results:
         (saved_student / name).write_text("{}")
     before = folder_digest(saved_student)
@@ -188,15 +188,31 @@ def test_bad_token_gives_the_login_message(hub, saved_student, tmp_path):
     assert "hf_wrong" not in result.stderr
 
 
-def test_trainer_push_includes_code_and_card(hub, tiny_teacher, queries, tmp_path):
+def test_the_recipe_pushes_the_saved_student_with_its_code_records_and_card(hub, tiny_teacher, queries, tmp_path):
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
     run_script(distill + ["--max_steps", "4", "--save_steps", "2", "--output_dir", str(tmp_path / "run"),
                           "--push_to_hub", "--hub_model_id", "tester/trained"], hub_env(hub, tmp_path))  # fmt: skip
     files = hub.repos["tester/trained"]["main"]["files"]
-    assert {"modeling_asymmetric.py", "configuration_asymmetric.py", STUDENT_WEIGHTS, "README.md"} <= set(files)
+    assert {"modeling_asymmetric.py", "configuration_asymmetric.py", "persistence.py", STUDENT_WEIGHTS} <= set(files)
     assert {"modules.json", "router_config.json", "document_0_Transformer/model.safetensors"} <= set(files)
-    checkpoint_commits = [c for c in hub.commits if c["header"]["summary"].startswith("Training in progress")]
-    assert checkpoint_commits and all("modeling_asymmetric.py" in c["files"] for c in checkpoint_commits[:1])
+    assert {"README.md", "distillation.json"} <= set(files) and not any("checkpoint" in name for name in files)
+    assert len(hub.commits) == 1  # one commit of the finished run, none while it trained
     card = ModelCard(files["README.md"].decode())
     assert card.data.base_model == tiny_teacher and "hfdistill" in card.data.tags
-    assert "Held-out alignment" in card.text
+    assert "Held-out alignment" in card.text and "tester/trained" in card.text
+
+
+def test_a_push_refused_after_training_keeps_the_student_and_its_records(
+    hub, waits, tiny_teacher, queries, tmp_path, monkeypatch
+):
+    hub.fail_always = True  # the Hub takes the token and creates the repository, then refuses every upload
+    out = tmp_path / "run"
+    args = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)[1:] + [
+        "--max_steps", "2", "--save_strategy", "no", "--output_dir", str(out), "--push_to_hub", "true",
+        "--hub_model_id", "tester/refused", "--hub_token", TOKEN]  # fmt: skip
+    line = run_recipe_in_process("distill", args, monkeypatch)
+    assert line.startswith("error: Pushing to 'tester/refused' failed after retries (HTTP 500)") and "\n" not in line
+    assert f"python recipes/push.py --model {out} --repo_id tester/refused" in line
+    for name in ("distillation.json", "alignment_results.json", "all_results.json", "README.md"):
+        assert (out / name).is_file(), name
+    assert AsymmetricDualEncoder.from_pretrained(out).config.student_layers == [0, 3]

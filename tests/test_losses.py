@@ -4,7 +4,7 @@ import torch
 from hfdistill.losses import alignment_loss
 
 
-@pytest.mark.parametrize("loss", ["mse", "cosine", "mse+cosine", "l2"])
+@pytest.mark.parametrize("loss", ["mse", "cosine"])
 def test_zero_on_identical_embeddings(loss):
     x = torch.randn(5, 8)
     assert alignment_loss(x, x.clone(), loss).item() == pytest.approx(0.0, abs=1e-6)
@@ -17,9 +17,6 @@ def test_reference_values():
     assert alignment_loss(student, teacher, "mse").item() == pytest.approx(0.75)
     # cosines: 0 and 1 -> mean(1 - cos) = 0.5
     assert alignment_loss(student, teacher, "cosine").item() == pytest.approx(0.5)
-    assert alignment_loss(student, teacher, "mse+cosine").item() == pytest.approx(1.25)
-    # distances: sqrt(2) and 1
-    assert alignment_loss(student, teacher, "l2").item() == pytest.approx((2**0.5 + 1) / 2)
 
 
 def test_gradient_flows_to_student_only():

@@ -4,6 +4,7 @@ import re
 import pytest
 from huggingface_hub import ModelCard
 
+from hfdistill import from_teacher
 from hfdistill.hub import stage_for_hub
 from hfdistill.model_card import build_model_card, write_model_card
 from tests.conftest import E5_PROMPTS, run_script, write_st_teacher
@@ -84,10 +85,9 @@ def test_card_names_hub_datasets_by_id_and_local_files_by_name_only(tiny_student
     ],
 )
 def test_card_names_the_head_and_the_prompts(tmp_path, student_prompt, sentence):
-    from hfdistill import AsymmetricDualEncoder
 
     teacher = write_st_teacher(tmp_path / "e5", "bert", dense=(16,), prompts=E5_PROMPTS)
-    student = AsymmetricDualEncoder.from_teacher(teacher, [0, 3], student_query_prompt=student_prompt)
+    student = from_teacher(teacher, [0, 3], student_query_prompt=student_prompt)
     text = write_model_card(student, tmp_path, "me/tiny").read_text()
     assert "head (mean pooling, Dense 32 -> 16 (Tanh), L2 normalization)" in text
     assert 'encodes queries as `"query: "` + query and documents as `"passage: "` + document' in text
@@ -177,34 +177,9 @@ def test_card_shows_every_backend_of_the_speed_results(tiny_student, tmp_path):
     assert (exported / "modules.json").is_file()
 
 
-def test_card_shows_compressed_outputs_student_beside_teacher(tiny_student, tmp_path):
-    tiny_student.save_pretrained(tmp_path)
-
-    def row(teacher: float, student: float) -> dict:
-        return {"teacher": teacher, "student": student, "retention": student / 0.6,
-                "retention_same_compression": student / teacher}  # fmt: skip
-
-    compressions = {
-        "none": {"scifact": row(0.6, 0.54), "nfcorpus": row(0.6, 0.57)},
-        "binary": {"scifact": row(0.48, 0.36), "nfcorpus": row(0.54, 0.27)},
-    }
-    for by_task in compressions.values():
-        by_task["mean_retention"] = sum(task["retention"] for task in by_task.values()) / 2
-        by_task["teacher_mean_retention"] = (
-            sum(task["teacher"] / 0.6 for task in by_task.values() if isinstance(task, dict)) / 2
-        )
-    (tmp_path / "compressed_outputs.json").write_text(json.dumps({"embedding_dim": 32, "compressions": compressions}))
-    write_model_card(tiny_student, tmp_path)
-    card = (tmp_path / "README.md").read_text()
-    assert "first half and quarter of the 32 dimensions" in card and "Means over scifact, nfcorpus:" in card
-    # binary: the teacher keeps (0.8 + 0.9) / 2; the student 0.6 and 0.45 of 0.6; against the binary teacher 0.75, 0.5
-    assert "| none | 100.0% | 92.5% | 92.5% |" in card and "| binary | 85.0% | 52.5% | 62.5% |" in card
-
-
 def test_card_of_a_student_sharing_token_embeddings_says_how_to_load_it(tiny_teacher, tmp_path):
-    from hfdistill import AsymmetricDualEncoder
 
-    student = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3], share_token_embeddings=True)
+    student = from_teacher(tiny_teacher, [0, 3], share_token_embeddings=True)
     student.save_pretrained(tmp_path)
     card = build_model_card(student, tmp_path, "me/shared")  # no training record: the config says it
     assert card.data.library_name == "transformers"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from hfdistill import AsymmetricDualEncoder
+from hfdistill import AsymmetricDualEncoder, from_teacher
 from hfdistill.modeling_asymmetric import layer_stack, student_state_dict
 from tests.conftest import E5_PROMPTS, SAVED_FILES, TEACHERS, write_st_teacher
 
@@ -20,7 +20,7 @@ def test_every_family_is_read_exactly_as_sentence_transformers_reads_it(family_t
 
     name, teacher = family_teacher
     reference = SentenceTransformer(teacher, device="cpu")
-    full = AsymmetricDualEncoder.from_teacher(teacher, "first", 4)
+    full = from_teacher(teacher, "first", 4)
     queries = reference.encode_query(LONG_TEXTS, convert_to_tensor=True)
     documents = reference.encode_document(LONG_TEXTS, convert_to_tensor=True)
     assert queries.shape[1] == full.config.embedding_dim
@@ -41,7 +41,7 @@ def _skip_layer(module, args, kwargs, output):
 def test_dropping_layers_is_exact(family_teacher, layers):
     """The untrained student computes what the teacher computes when it skips the layers the student drops."""
     _, teacher = family_teacher
-    model = AsymmetricDualEncoder.from_teacher(teacher, layers)
+    model = from_teacher(teacher, layers)
     teacher_stack = layer_stack(model.document_encoder)
     assert len(layer_stack(model.query_encoder)) == len(layers)
     per_layer = getattr(model.config.teacher_config, "layer_types", None)
@@ -64,7 +64,7 @@ def test_prompted_and_dense_students_round_trip_without_hfdistill(name, tmp_path
     trust_remote_code, and viewed as a SentenceTransformer, it gives the same embeddings."""
     family, pooling, dense, prompts = TEACHERS[name]
     teacher = write_st_teacher(tmp_path_factory.mktemp(name), family, pooling, dense, prompts=prompts)
-    student = AsymmetricDualEncoder.from_teacher(teacher, [0, 3])
+    student = from_teacher(teacher, [0, 3])
     with torch.no_grad():
         for parameter in student.query_parameters():
             parameter.add_(0.05)
@@ -104,7 +104,7 @@ def test_prompt_free_student_reads_raw_queries(tmp_path):
 
     family, pooling, dense, prompts = TEACHERS["qwen3-lasttoken-instruction"]
     teacher = write_st_teacher(tmp_path, family, pooling, dense, prompts=prompts)
-    full = AsymmetricDualEncoder.from_teacher(teacher, "first", 4, student_query_prompt="")
+    full = from_teacher(teacher, "first", 4, student_query_prompt="")
     raw = SentenceTransformer(teacher, device="cpu").encode(LONG_TEXTS, convert_to_tensor=True)  # no prompt
     torch.testing.assert_close(full.encode_queries(LONG_TEXTS), raw, atol=1e-5, rtol=1e-5)
     prompted = full.tokenize_queries(LONG_TEXTS)["input_ids"]
@@ -129,7 +129,7 @@ def test_student_starts_from_the_chosen_teacher_layers(tiny_student):
 
 
 def test_student_with_all_layers_equals_the_teacher(tiny_teacher):
-    model = AsymmetricDualEncoder.from_teacher(tiny_teacher, student_layers="first", num_student_layers=4)
+    model = from_teacher(tiny_teacher, student_layers="first", num_student_layers=4)
     torch.testing.assert_close(model.encode_queries(TEXTS), model.encode_documents(TEXTS))
 
 
@@ -149,7 +149,7 @@ def test_documents_match_the_teacher_as_sentence_transformers_computes_them(tiny
 def test_mpnet_teacher(tiny_mpnet_teacher):
     from sentence_transformers import SentenceTransformer
 
-    model = AsymmetricDualEncoder.from_teacher(tiny_mpnet_teacher, student_layers=[0, 3])
+    model = from_teacher(tiny_mpnet_teacher, student_layers=[0, 3])
     reference = SentenceTransformer(tiny_mpnet_teacher, device="cpu").encode(TEXTS, convert_to_tensor=True)
     torch.testing.assert_close(model.encode_documents(TEXTS), reference, atol=1e-5, rtol=1e-5)
     assert model.encode_queries(TEXTS).shape == (3, 32)
@@ -194,7 +194,7 @@ def test_saved_student_is_a_native_sentence_transformer_with_each_tensor_once(tm
 
     family, pooling, dense, prompts = TEACHERS["bert-dense"]
     teacher = write_st_teacher(tmp_path / "teacher", family, pooling, dense, prompts=E5_PROMPTS)
-    student = AsymmetricDualEncoder.from_teacher(teacher, [0, 3], projection_dim=16)
+    student = from_teacher(teacher, [0, 3])
     with torch.no_grad():
         for parameter in student.query_parameters():
             parameter.add_(0.05)
@@ -231,7 +231,7 @@ def test_saved_student_is_a_native_sentence_transformer_with_each_tensor_once(tm
 def test_student_sentence_transformers_cannot_express_is_saved_for_transformers(tmp_path, caplog):
     family, pooling, dense, prompts = TEACHERS["modernbert"]
     teacher = write_st_teacher(tmp_path / "teacher", family, pooling, dense, prompts=prompts)
-    student = AsymmetricDualEncoder.from_teacher(teacher, [1, 3])  # ModernBERT's layer 0 has no attention norm
+    student = from_teacher(teacher, [1, 3])  # ModernBERT's layer 0 has no attention norm
     student.save_pretrained(tmp_path / "student")
     assert (tmp_path / "student" / "model.safetensors").exists()
     assert not (tmp_path / "student" / "router_config.json").exists()
@@ -245,7 +245,7 @@ def test_student_sentence_transformers_cannot_express_is_saved_for_transformers(
 def test_a_student_sharing_the_teacher_token_embeddings_stores_them_once(tiny_teacher, tmp_path, caplog):
     from safetensors import safe_open
 
-    student = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3], share_token_embeddings=True)
+    student = from_teacher(tiny_teacher, [0, 3], share_token_embeddings=True)
     embeddings = student.document_encoder.get_input_embeddings()
     assert student.query_encoder.get_input_embeddings() is embeddings and not embeddings.weight.requires_grad
     with torch.no_grad():
@@ -268,13 +268,6 @@ def test_a_student_sharing_the_teacher_token_embeddings_stores_them_once(tiny_te
     torch.testing.assert_close(
         view.encode_query(LONG_TEXTS, convert_to_tensor=True), student.encode_queries(LONG_TEXTS), atol=1e-5, rtol=0
     )
-
-
-def test_projection_is_identity_initialised(tiny_teacher):
-    plain = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3])
-    projected = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 3], projection_dim=32)
-    torch.testing.assert_close(projected.encode_queries(TEXTS), plain.encode_queries(TEXTS))
-    assert projected.query_projection.weight.requires_grad
 
 
 def test_trust_remote_code_load_without_hfdistill(tiny_student, tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hfdistill import AsymmetricDualEncoder
+from hfdistill import AsymmetricDualEncoder, from_teacher
 from hfdistill.data import QueryAlignmentDataset
 from hfdistill.modeling_asymmetric import layer_stack
 from hfdistill.trainer import EmbeddingAlignmentTrainer
@@ -67,7 +67,7 @@ def test_training_aligns_student_and_leaves_teacher_untouched(tiny_student, quer
 def test_short_distillation_lowers_the_loss_for_every_family(family_teacher, queries, tmp_path):
     name, teacher = family_teacher
     prompt_free = {"student_query_prompt": ""} if name.startswith("qwen3") else {}
-    model = AsymmetricDualEncoder.from_teacher(teacher, [0, 3], **prompt_free)
+    model = from_teacher(teacher, [0, 3], **prompt_free)
     train, held_out = make_datasets(model, queries)
     trainer = EmbeddingAlignmentTrainer(
         model, make_args(tmp_path, save_strategy="no"), train_dataset=train, eval_dataset=held_out
@@ -186,3 +186,41 @@ def test_length_grouped_batches_take_the_token_counts_without_reading_items(tiny
     batches = [order[i : i + 16] for i in range(0, len(order), 16)]
     spread = sum(max(counted[i] for i in b) - min(counted[i] for i in b) for b in batches) / len(batches)
     assert spread < 0.5 * (max(counted) - min(counted))  # batches hold queries of similar length
+
+
+@pytest.mark.parametrize("sampling", ["random", "group_by_length"])
+def test_a_resumed_run_trains_on_the_batches_of_the_run_it_continues(tiny_teacher, queries, tmp_path, sampling):
+    """Stopped after checkpoint-8 of 16 steps and resumed, a run logs the uninterrupted run's loss at every step."""
+    import shutil
+
+    def run(folder, resume=None) -> dict[int, float]:
+        model = from_teacher(tiny_teacher, [0, 3])
+        train, held_out = make_datasets(model, queries)
+        args = make_args(tmp_path, output_dir=str(tmp_path / folder), max_steps=16, save_steps=8, logging_steps=1,
+                         eval_strategy="no", train_sampling_strategy=sampling, per_device_train_batch_size=8,
+                         resume_from_checkpoint=resume)  # fmt: skip
+        trainer = EmbeddingAlignmentTrainer(model, args, train_dataset=train, eval_dataset=held_out)
+        trainer.train(resume_from_checkpoint=resume)
+        return {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry}
+
+    whole = run("whole")
+    shutil.copytree(tmp_path / "whole" / "checkpoint-8", tmp_path / "resumed" / "checkpoint-8")
+    resumed = run("resumed", str(tmp_path / "resumed" / "checkpoint-8"))  # its history holds steps 1-8 as read
+    assert sorted(resumed) == sorted(whole) == list(range(1, 17))
+    assert resumed == pytest.approx(whole, rel=1e-5)
+
+
+def test_resuming_from_a_checkpoint_at_max_steps_trains_no_further_step(tiny_teacher, queries, tmp_path):
+    model = from_teacher(tiny_teacher, [0, 3])
+    train, held_out = make_datasets(model, queries)
+    args = make_args(tmp_path, max_steps=6, save_steps=6, eval_strategy="no", per_device_train_batch_size=64)
+    EmbeddingAlignmentTrainer(model, args, train_dataset=train, eval_dataset=held_out).train()  # 4 batches an epoch
+    saved = AsymmetricDualEncoder.from_pretrained(tmp_path / "run" / "checkpoint-6").encode_queries(queries[:4])
+    fresh = from_teacher(tiny_teacher, [0, 3])
+    args = make_args(tmp_path, max_steps=6, save_steps=6, eval_strategy="no", per_device_train_batch_size=64,
+                     resume_from_checkpoint=True)  # fmt: skip
+    trainer = EmbeddingAlignmentTrainer(fresh, args, train_dataset=train, eval_dataset=held_out)
+    output = trainer.train(resume_from_checkpoint=True)
+    assert output.global_step == trainer.state.global_step == 6
+    torch.testing.assert_close(fresh.encode_queries(queries[:4]), saved)
+    assert not (tmp_path / "run" / "checkpoint-7").exists()

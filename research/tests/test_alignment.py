@@ -3,13 +3,13 @@ import json
 import pytest
 import torch
 
-from hfdistill import AsymmetricDualEncoder
-from hfdistill.alignment import alignment_by_length, join_consecutive, query_cosines
+from hfdistill import from_teacher
+from research.alignment import alignment_by_length, join_consecutive, query_cosines
 from tests.conftest import run_script
 
 
 def test_full_depth_student_is_aligned_everywhere(tiny_teacher, queries, tmp_path):
-    full = AsymmetricDualEncoder.from_teacher(tiny_teacher, [0, 1, 2, 3])  # the teacher itself as the student
+    full = from_teacher(tiny_teacher, [0, 1, 2, 3])  # the teacher itself as the student
     report = alignment_by_length(full, queries, tmp_path, bins=(6, 9))
     assert report["mean_cosine"] == pytest.approx(1.0, abs=1e-5)
     assert all(row["mean_cosine"] == pytest.approx(1.0, abs=1e-5) for row in report["by_length"])
@@ -43,7 +43,7 @@ def test_recipe_reports_a_query_file(tiny_student, queries, tmp_path):
     tiny_student.save_pretrained(tmp_path / "student")
     query_file, output = tmp_path / "q.jsonl", tmp_path / "report.json"
     query_file.write_text("".join(json.dumps({"_id": str(i), "text": q}) + "\n" for i, q in enumerate(queries)))
-    args = ["recipes/alignment_report.py", "--model", str(tmp_path / "student"), "--queries", str(query_file),
+    args = ["-m", "research.alignment_report", "--model", str(tmp_path / "student"), "--queries", str(query_file),
             "--embedding_cache_dir", str(tmp_path / "cache"), "--output_file", str(output),
             "--train_queries", str(query_file), "--num_eval_queries", "10"]  # fmt: skip
     printed = run_script(args).stdout

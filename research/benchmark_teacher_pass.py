@@ -1,7 +1,7 @@
 """How fast the teacher embeds training queries: in file order against length-sorted batches, side by side on the
 same real queries in one process (medians of repeats).
 
-python recipes/benchmark_teacher_pass.py --teacher sentence-transformers/all-MiniLM-L6-v2 \
+python -m research.benchmark_teacher_pass --teacher sentence-transformers/all-MiniLM-L6-v2 \
     --queries ../shared/data/queries/train_queries.tsv.gz --num_queries 8192 --output_file out/teacher_pass.json
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from hfdistill import AsymmetricDualEncoder
+from hfdistill import from_teacher
 from hfdistill.cli import input_errors, parse_args
 from hfdistill.data import load_queries
 
@@ -34,7 +34,7 @@ def main(args: TeacherPassArguments) -> dict:
         queries = load_queries(args.queries)[: args.num_queries]
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = AsymmetricDualEncoder.from_teacher(args.teacher, "first", 1)
+    model = from_teacher(args.teacher, "first", 1)
     encode, size = model.encode_teacher_queries, args.batch_size
     batches = [queries[i : i + size] for i in range(0, len(queries), size)]
     orders = {  # each call sorts only what it is given: one batch per call keeps the file's order

@@ -4,7 +4,7 @@ A card depends on the student's config and these records (`eval_results*.json`, 
 `distillation.json`), not on its trained weights: each student is rebuilt from its teacher with the recorded layers,
 saved in a temporary folder (so the card sees the saved layout), and its card rendered there and copied back.
 
-    HF_HUB_OFFLINE=1 python scripts/render_model_cards.py [model_cards/<name> ...]
+    HF_HUB_OFFLINE=1 python -m research.render_model_cards [model_cards/<name> ...]
 """
 
 import json
@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hfdistill import AsymmetricDualEncoder
+from hfdistill import from_teacher
 from hfdistill.model_card import write_model_card
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def render(folder: Path) -> None:
     record = json.loads((folder / "eval_results.json").read_text())
     training = json.loads((folder / "distillation.json").read_text())
-    model = AsymmetricDualEncoder.from_teacher(
+    model = from_teacher(
         record["teacher"], record["student_layers"],
         share_token_embeddings=training.get("share_token_embeddings", False),
     )  # fmt: skip

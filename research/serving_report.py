@@ -2,7 +2,7 @@
 retention (recipes/evaluate.py, `--query_encoder` for exported ones) and its speed-up (recipes/benchmark.py
 `--backends`) against the fp32 PyTorch teacher and against the teacher run by the same backend.
 
-    python scripts/serving_report.py --output_dir docs/results/serving \
+    python -m research.serving_report --output_dir docs/results/serving \
         --points "MiniLM [0, 5]|torch|student|runs/x/eval_results.json|runs/speed/speed_results.json" ...
 
 A point is `label|backend|side|eval_results.json|speed_results.json`. Side: `student` or `teacher`, or, with backend

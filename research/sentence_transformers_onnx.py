@@ -6,14 +6,14 @@ transformers 5 release yet (huggingface/optimum-onnx#114), so the check runs in 
 1. `reference`, where hfdistill runs: every ONNX file of the folder through `OnnxQueryEncoder`, and the folder's torch
    weights through `SentenceTransformer(folder)`, on the same queries; saved to one `.npz`.
 
-       python scripts/sentence_transformers_onnx.py reference --export_dir out/minilm-2L-int8 \
+       python -m research.sentence_transformers_onnx reference --export_dir out/minilm-2L-int8 \
            --queries queries.dev.small.tsv.gz --output out/st-onnx.npz
 
 2. `check`, where sentence-transformers' ONNX backend runs today (its 5.x line), needing no hfdistill:
 
        python -m venv st5 && . st5/bin/activate
        pip install torch "transformers<4.58" "sentence-transformers<6" "optimum-onnx[onnxruntime]"
-       python scripts/sentence_transformers_onnx.py check --export_dir out/minilm-2L-int8 --reference out/st-onnx.npz
+       python -m research.sentence_transformers_onnx check --export_dir out/minilm-2L-int8 --reference out/st-onnx.npz
 
    prints, for each ONNX file, the largest difference from `OnnxQueryEncoder` on that file and the lowest cosine to
    the torch weights.

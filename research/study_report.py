@@ -1,6 +1,6 @@
 """Table and plot of a set of distilled students: retention per task, query speed-up, and the layer-selection proxy.
 
-    python recipes/study_report.py --runs runs/minilm-study/* --speed runs/speed/* --output_dir docs/results
+    python -m research.study_report --runs runs/minilm-study/* --speed runs/speed/* --output_dir docs/results
 
 Each run folder holds the `eval_results.json` of recipes/evaluate.py and, for a distilled student, the
 `distillation.json` of recipes/distill.py (a truncated student saved without training has none: a floor row).

@@ -2,9 +2,9 @@
 on the held-out queries of the distill recipe (same `--seed`, `--num_eval_queries`, `--train_queries`,
 `--max_train_samples`) or on any query file.
 
-    python recipes/alignment_report.py --model runs/minilm-2L
-    python recipes/alignment_report.py --model runs/minilm-2L --queries ../shared/data/beir/scifact/queries.jsonl
-    python recipes/alignment_report.py --model runs/minilm-2L --join 8  # long inputs: 8 held-out queries each
+    python -m research.alignment_report --model runs/minilm-2L
+    python -m research.alignment_report --model runs/minilm-2L --queries ../shared/data/beir/scifact/queries.jsonl
+    python -m research.alignment_report --model runs/minilm-2L --join 8  # long inputs: 8 held-out queries each
 
 The teacher side is read from (or added to) the distill recipe's embedding cache.
 """
@@ -13,11 +13,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfdistill.alignment import alignment_by_length, join_consecutive
+from hfdistill import load_student
 from hfdistill.cli import parse_args
 from hfdistill.data import load_queries, load_query_splits
-from hfdistill.evaluation import load_student
 from hfdistill.training_args import QueryDataArguments
+from research.alignment import alignment_by_length, join_consecutive
 
 
 @dataclass

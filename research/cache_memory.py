@@ -6,8 +6,8 @@ in a child process and reports the child's peak RSS (its VmHWM, polled while it 
 file-backed resident memory seen while polling (file-backed pages are mapped files: the page cache, which the kernel
 frees as it needs).
 
-    python scripts/cache_memory.py --num_queries 100000 --work_dir runs/cache-memory
-    python scripts/cache_memory.py --num_queries 5000000 --work_dir runs/cache-memory
+    python -m research.cache_memory --num_queries 100000 --work_dir runs/cache-memory
+    python -m research.cache_memory --num_queries 5000000 --work_dir runs/cache-memory
 """
 
 import json
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from hfdistill import AsymmetricDualEncoder
+from hfdistill import from_teacher
 from hfdistill.cli import parse_args
 from hfdistill.data import load_query_splits
-from hfdistill.embedding_cache import EMBEDDING_DTYPES, write_teacher_embeddings
+from hfdistill.embedding_cache import EMBEDDING_DTYPES
+from hfdistill.teacher_pass import write_teacher_embeddings
 from hfdistill.training_args import QueryDataArguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def main(args: CacheMemoryArguments) -> dict:
         queries.write_text("".join(f"{' '.join(words[w] for w in row)} {i}\n" for i, row in enumerate(picks)))
     data = QueryDataArguments(str(queries), num_eval_queries=2000, embedding_dtype=args.embedding_dtype)
     train, _ = load_query_splits(data, seed=42)  # the recipe's split, so the recipe finds these embeddings
-    model = AsymmetricDualEncoder.from_teacher(args.teacher, [0, 5])
+    model = from_teacher(args.teacher, [0, 5])
     cache = work / "cache"
     start = time.perf_counter()
     dtype = EMBEDDING_DTYPES[args.embedding_dtype]

@@ -9,7 +9,7 @@ axes, and are compared with the teacher's document embeddings as they are. Saved
 model2vec[distill] pins transformers below 5.4, so run this where it installs, e.g. a virtual environment of its own:
 
     pip install "model2vec[distill]" sentence-transformers
-    python scripts/model2vec_baseline.py --teacher sentence-transformers/all-MiniLM-L6-v2 --output_dir runs/model2vec
+    python -m research.model2vec_baseline --teacher sentence-transformers/all-MiniLM-L6-v2 --output_dir runs/model2vec
 """
 
 import argparse

@@ -9,7 +9,7 @@ queries) and scored by mteb as `recipes/evaluate.py` scores them:
 - `int8`, `binary`: mteb's own `CompressionWrapper` (int8 per-dimension min/max ranges of each encoded set; binary
   signs).
 
-    HF_HUB_OFFLINE=1 python scripts/compressed_outputs.py --model <student> --tasks scifact msmarco-sub5k \
+    HF_HUB_OFFLINE=1 python -m research.compressed_outputs --model <student> --tasks scifact msmarco-sub5k \
         --data_dir <BEIR folders> --output_dir <folder>
 
 It prints one table and writes `compressed_outputs.json`: nDCG@10 of teacher and student per task and compression,
@@ -23,8 +23,9 @@ from pathlib import Path
 from mteb.models import CompressionWrapper
 from mteb.types import OutputDType
 
+from hfdistill import load_student
 from hfdistill.cli import input_errors, parse_args
-from hfdistill.evaluation import AsymmetricEncoder, load_student, retrieval_scores
+from hfdistill.evaluation import AsymmetricEncoder, retrieval_scores
 from hfdistill.retrieval_tasks import resolve_task
 
 COMPRESSIONS = ("none", "dims/2", "dims/4", "int8", "binary")

@@ -1,7 +1,7 @@
 """Query speed of students of a large teacher, with random weights of its shape: with the teacher's query prompt and
 prompt-free, each measured side by side with the teacher on the same queries.
 
-python recipes/benchmark_shape.py --teacher_config recipes/configs/shapes/qwen3-embedding-0.6b.json \
+python -m research.benchmark_shape --teacher_config research/configs/shapes/qwen3-embedding-0.6b.json \
     --tokenizer sentence-transformers/all-MiniLM-L6-v2 --student_layers 0 27 --pooling lasttoken --padding_side left \
     --query_prompt $'Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:' \
     --queries ../shared/data/msmarco/queries.dev.small.tsv.gz --batch_sizes 1 32 --repeats 3 --threads 2 \
@@ -13,9 +13,39 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfdistill.benchmark import format_speed, measure_speed, random_student
+from transformers import AutoConfig, AutoTokenizer
+
+from hfdistill import AsymmetricDualEncoder, AsymmetricDualEncoderConfig
+from hfdistill.benchmark import format_speed, measure_speed
 from hfdistill.cli import parse_args
+from hfdistill.configuration_asymmetric import default_head
 from hfdistill.data import load_queries
+
+
+def random_student(
+    teacher_config: str,
+    tokenizer: str,
+    student_layers: list[int],
+    pooling: str = "mean",
+    query_prompt: str = "",
+    padding_side: str = "right",
+    max_length: int = 512,
+) -> AsymmetricDualEncoder:
+    """A student and teacher of a checkpoint's shape with random weights: speed does not depend on the weights, so a
+    `config.json` and any tokenizer with a similar token count per query measure a teacher too large to download."""
+    config = AutoConfig.from_pretrained(teacher_config)
+    model = AsymmetricDualEncoder(
+        AsymmetricDualEncoderConfig(
+            teacher_config=config.to_dict(),
+            teacher_name_or_path=f"{config.model_type} of the shape in {teacher_config}",
+            student_layers=student_layers,
+            head=default_head(pooling, config.hidden_size, normalize=True),
+            query_prompt=query_prompt,
+            max_length=max_length,
+        )
+    )
+    model.tokenizer = AutoTokenizer.from_pretrained(tokenizer, padding_side=padding_side)
+    return model
 
 
 @dataclass

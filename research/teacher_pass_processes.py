@@ -1,9 +1,10 @@
 """Time the teacher pass over the first N queries of a file, in however many processes this is launched with; run it
 plainly and under `accelerate launch --num_processes 2` with two cache folders, then `--compare` the two caches.
 
-    python scripts/teacher_pass_processes.py --queries ../shared/data/queries/train_queries.tsv.gz --cache_dir /tmp/c1
-    accelerate launch --multi_gpu --num_processes 2 scripts/teacher_pass_processes.py --queries ... --cache_dir /tmp/c2
-    python scripts/teacher_pass_processes.py --queries ... --cache_dir /tmp/c1 --compare /tmp/c2
+    python -m research.teacher_pass_processes --queries ../shared/data/queries/train_queries.tsv.gz --cache_dir /tmp/c1
+    accelerate launch --multi_gpu --num_processes 2 -m research.teacher_pass_processes --queries ... \
+        --cache_dir /tmp/c2
+    python -m research.teacher_pass_processes --queries ... --cache_dir /tmp/c1 --compare /tmp/c2
 """
 
 import json
@@ -13,10 +14,10 @@ from dataclasses import dataclass, field
 import torch
 from accelerate import PartialState
 
-from hfdistill import AsymmetricDualEncoder
+from hfdistill import from_teacher
 from hfdistill.cli import parse_args
 from hfdistill.data import load_queries
-from hfdistill.embedding_cache import cached_teacher_embeddings
+from hfdistill.teacher_pass import cached_teacher_embeddings
 
 
 @dataclass
@@ -32,7 +33,7 @@ class TeacherPassArguments:
 def main(args: TeacherPassArguments) -> None:
     state = PartialState(cpu=True)
     texts = load_queries(args.queries)[: args.num_queries]
-    model = AsymmetricDualEncoder.from_teacher(args.teacher, "first", 1)
+    model = from_teacher(args.teacher, "first", 1)
     start = time.perf_counter()
     embeddings = cached_teacher_embeddings(model, texts, args.cache_dir, args.batch_size)
     seconds = time.perf_counter() - start

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .embedding_cache import cached_teacher_embeddings
-from .modeling_asymmetric import AsymmetricDualEncoder
+from hfdistill import AsymmetricDualEncoder
+from hfdistill.teacher_pass import cached_teacher_embeddings
 
 LENGTH_BINS = (8, 12, 16, 24, 32)  # token-count edges: [0, 8), [8, 12), ..., [32, max_length]
 RARITY_BINS = (5, 20, 100, 1000)  # edges of how often a query's rarest token occurs in the training queries
