@@ -9,8 +9,8 @@ import torch
 from transformers.utils.logging import tqdm
 
 from .modeling_asymmetric import AsymmetricDualEncoder
+from .persistence import SIDES
 
-ENCODERS = ("teacher", "student")
 BACKENDS = ("torch", "onnx", "onnx-int8")  # how a query encoder runs: PyTorch fp32, ONNX Runtime fp32 or int8 weights
 
 
@@ -34,7 +34,7 @@ def query_encoders(model: AsymmetricDualEncoder, backends: tuple[str, ...], work
     quantize = "int8" if "onnx-int8" in exported else None
     check_export("onnx", quantize)
     folders = {
-        side: export_query_encoder(model, Path(workdir, side), "onnx", quantize, side).parents[1] for side in ENCODERS
+        side: export_query_encoder(model, Path(workdir, side), "onnx", quantize, side).parents[1] for side in SIDES
     }
     for backend in exported:  # one export per side: its fp32 graph and, if asked, the int8 one
         file_name = f"onnx/{ONNX_FILES['int8' if backend == 'onnx-int8' else None]}"

@@ -42,7 +42,7 @@ def select_layers(strategy: str, num_student_layers: int, num_teacher_layers: in
     return list(range(bottom)) + list(range(n - (k - bottom), n))
 
 
-def validate_layers(layers: list[int], num_teacher_layers: int) -> list[int]:
+def validate_layers(layers: list[int], num_teacher_layers: int, owner: str = "the teacher") -> list[int]:
     """Check explicit layer indices against the teacher's depth; returns them in teacher order. `[]` keeps none: a
     0-layer student (the teacher's token embeddings, pooling and head)."""
     if any(not isinstance(i, int) or isinstance(i, bool) for i in layers):
@@ -52,7 +52,7 @@ def validate_layers(layers: list[int], num_teacher_layers: int) -> list[int]:
     bad = [i for i in layers if not 0 <= i < num_teacher_layers]
     if bad:
         raise ValueError(
-            f"student_layers {bad} out of range: the teacher has {num_teacher_layers} layers (indices 0.."
+            f"student_layers {bad} out of range: {owner} has {num_teacher_layers} layers (indices 0.."
             f"{num_teacher_layers - 1})."
         )
     return sorted(layers)
@@ -80,6 +80,25 @@ def default_head(pooling: str, embedding_dimension: int, normalize: bool) -> lis
     return head + [{"type": "Normalize", "path": "", "config": {}}] if normalize else head
 
 
+def output_size(head: list[dict], hidden_size: int) -> int:
+    """Size of the embeddings a head gives from token states of `hidden_size`; an error naming a Dense module that
+    does not take what the modules before it give."""
+    size = hidden_size
+    for module in head:
+        config = module["config"]
+        if module["type"] == "Pooling":
+            modes = config.get("pooling_mode", "mean")
+            size *= len(modes) if isinstance(modes, (list, tuple)) else 1
+        elif module["type"] == "Dense":
+            if config["in_features"] != size:
+                raise ValueError(
+                    f"The Dense module {module['path']!r} maps {config['in_features']} -> {config['out_features']} "
+                    f"features, but the modules before it give {size}."
+                )
+            size = config["out_features"]
+    return size
+
+
 class AsymmetricDualEncoderConfig(PreTrainedConfig):
     r"""
     Args:
@@ -90,10 +109,18 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
         teacher_revision (`str`, *optional*):
             Commit of the teacher on the Hub; part of every cache key so a changed teacher is never mixed up.
         student_layers (`list[int]`):
-            0-based teacher layer indices kept, in teacher order, as the query encoder.
+            0-based layer indices kept, in order, as the query encoder: the teacher's, or those of `student_config`.
         head (`list[dict]`):
             The teacher's sentence-transformers modules after its transformer (`Pooling`, `Dense`, `Normalize`), each
             `{"type", "path", "config"}`; the student gets a trainable copy, the teacher keeps its own.
+        student_config (`PreTrainedConfig` or `dict`, *optional*):
+            Architecture of a student that is another, smaller encoder (with its own tokenizer) rather than a few of
+            the teacher's layers; `None` for a student of the teacher's own layers.
+        student_name_or_path (`str`, *optional*):
+            Hub id or path of that smaller encoder, where its initial weights and tokenizer came from.
+        student_head (`list[dict]`, *optional*):
+            That student's head, in `head`'s form: its own pooling, a `Dense` map to the teacher's embedding size
+            when the two differ, and the teacher's normalization; `None` for a copy of `head`.
         similarity (`str`): `cosine` or `dot`, the teacher's retrieval score.
         max_length (`int`): token limit of queries and documents.
         query_prompt (`str`, *optional*, defaults to `""`):
@@ -110,7 +137,10 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
     """
 
     model_type = "hfdistill-asymmetric"
-    sub_configs_defaults = {"teacher_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    sub_configs_defaults = {
+        "teacher_config": SubConfigSpec(config_class=AutoConfig, model_type="bert"),
+        "student_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True),
+    }
 
     teacher_config: PreTrainedConfig | dict | None = None
     teacher_name_or_path: str | None = None
@@ -123,23 +153,41 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
     document_prompt: str = ""
     student_query_prompt: str | None = None
     share_token_embeddings: bool = False
+    student_config: PreTrainedConfig | dict | None = None
+    student_name_or_path: str | None = None
+    student_head: list[dict] | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        num_layers = self.teacher_config.num_hidden_layers
-        self.student_layers = validate_layers(list(self.student_layers or []), num_layers)
+        num_layers = self.student_architecture.num_hidden_layers
+        owner = "the teacher" if self.student_config is None else "the student model"
+        self.student_layers = validate_layers(list(self.student_layers or []), num_layers, owner)
         self.head = self.head or default_head("mean", self.teacher_config.hidden_size, True)
-        unknown = [module["type"] for module in self.head if module["type"] not in HEAD_MODULES]
-        if unknown or self.head[0]["type"] != "Pooling":
-            raise ValueError(f"head must start with a Pooling module and hold {sorted(HEAD_MODULES)} only, got "
-                             f"{[module['type'] for module in self.head]}.")  # fmt: skip
-        modes = self.pooling_mode if isinstance(self.pooling_mode, (list, tuple)) else [self.pooling_mode]
-        bad = [mode for mode in modes if mode not in POOLING_MODES]
-        if bad:
-            raise ValueError(f"pooling={bad[0]!r} is not supported; choose one of {POOLING_MODES}.")
+        for head in (self.head, self.student_head or self.head):
+            unknown = [module["type"] for module in head if module["type"] not in HEAD_MODULES]
+            if unknown or head[0]["type"] != "Pooling":
+                raise ValueError(f"head must start with a Pooling module and hold {sorted(HEAD_MODULES)} only, got "
+                                 f"{[module['type'] for module in head]}.")  # fmt: skip
+            modes = head[0]["config"].get("pooling_mode", "mean")
+            modes = modes if isinstance(modes, (list, tuple)) else [modes]
+            bad = [mode for mode in modes if mode not in POOLING_MODES]
+            if bad:
+                raise ValueError(f"pooling={bad[0]!r} is not supported; choose one of {POOLING_MODES}.")
         if self.similarity not in SIMILARITIES:
             raise ValueError(f"similarity={self.similarity!r} is not supported; choose one of {SIMILARITIES}.")
-        _ = self.embedding_dim  # checks that each Dense module takes what the modules before it give
+        student_dim = output_size(self.student_head or self.head, self.student_architecture.hidden_size)
+        if student_dim != self.embedding_dim:
+            raise ValueError(
+                f"The student's head gives {student_dim}-d embeddings and the teacher's {self.embedding_dim}-d: "
+                "student queries are searched in the teacher's index, so its head must end in the teacher's size."
+            )
+        if self.student_config is not None and self.share_token_embeddings:
+            raise ValueError("share_token_embeddings needs a student of the teacher's own layers (one vocabulary).")
+
+    @property
+    def student_architecture(self) -> PreTrainedConfig:
+        """The architecture the student keeps `student_layers` of: `student_config`, else the teacher's."""
+        return self.student_config if self.student_config is not None else self.teacher_config
 
     @property
     def pooling_mode(self) -> str | list[str]:
@@ -154,20 +202,7 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
     @property
     def embedding_dim(self) -> int:
         """Size of the embeddings (the teacher's, after pooling and any Dense layers)."""
-        size = self.teacher_config.hidden_size
-        for module in self.head:
-            config = module["config"]
-            if module["type"] == "Pooling":
-                modes = config.get("pooling_mode", "mean")
-                size *= len(modes) if isinstance(modes, (list, tuple)) else 1
-            elif module["type"] == "Dense":
-                if config["in_features"] != size:
-                    raise ValueError(
-                        f"The teacher's Dense module {module['path']!r} maps {config['in_features']} -> "
-                        f"{config['out_features']} features, but the modules before it give {size}."
-                    )
-                size = config["out_features"]
-        return size
+        return output_size(self.head, self.teacher_config.hidden_size)
 
     @property
     def student_prompt(self) -> str:

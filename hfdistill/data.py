@@ -175,7 +175,7 @@ class QueryAlignmentDataset(Dataset):
         if len(texts) != teacher_embeddings.shape[0]:
             raise ValueError(f"{len(texts)} texts but {teacher_embeddings.shape[0]} teacher embeddings.")
         ids, lengths = [], []
-        dtype = np.min_scalar_type(len(model.tokenizer) - 1)  # uint16 for vocabularies of up to 65,536 tokens
+        dtype = np.min_scalar_type(len(model.query_tokenizer) - 1)  # uint16 for vocabularies of up to 65,536 tokens
         for start in range(0, len(texts), TOKENIZE_BLOCK):
             block = model.tokenize_queries(texts[start : start + TOKENIZE_BLOCK])["input_ids"]
             ids.append(np.fromiter((i for row in block for i in row), dtype))

@@ -14,6 +14,7 @@ from mteb.types import PromptType
 
 from .embedding_cache import CACHE_VERSION, teacher_fingerprint
 from .modeling_asymmetric import AsymmetricDualEncoder
+from .persistence import check_side
 from .retrieval_tasks import LocalBeirRetrieval
 from .teacher_pass import cached_teacher_embeddings
 
@@ -25,7 +26,7 @@ METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
 class AsymmetricEncoder(AbsEncoder):
     """mteb encoder protocol for an `AsymmetricDualEncoder`.
 
-    Documents (and, with `role="teacher"`, queries too) are encoded by the frozen teacher and cached on disk, keyed by
+    Documents (and, with `side="teacher"`, queries too) are encoded by the frozen teacher and cached on disk, keyed by
     the teacher's identity and the exact texts, so a second student re-encodes only its queries. `query_encoder`
     replaces the student's torch `encode_queries` (an exported ONNX one, or a baseline: `query_encoders`).
     """
@@ -34,16 +35,15 @@ class AsymmetricEncoder(AbsEncoder):
         self,
         model: AsymmetricDualEncoder,
         name: str,
-        role: str = "student",
+        side: str = "student",
         cache_dir: str | Path = "~/.cache/hfdistill/embeddings",
         batch_size: int = 64,
         query_encoder=None,
     ):
-        if role not in ("student", "teacher"):
-            raise ValueError(f"role must be 'student' or 'teacher', got {role!r}.")
-        self.model, self.role, self.cache_dir, self.batch_size = model, role, cache_dir, batch_size
+        check_side(side)
+        self.model, self.side, self.cache_dir, self.batch_size = model, side, cache_dir, batch_size
         self.encode_queries = query_encoder.encode_queries if query_encoder is not None else model.encode_queries
-        revision = model.config.teacher_revision if role == "teacher" else None
+        revision = model.config.teacher_revision if side == "teacher" else None
         self.mteb_model_meta = ModelMeta.create_empty(
             overwrites={
                 "name": name,
@@ -57,10 +57,10 @@ class AsymmetricEncoder(AbsEncoder):
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
         texts = [text for batch in inputs for text in batch["text"]]
-        side = "document" if prompt_type == PromptType.document else "query"
-        if self.role == "teacher" or side == "document":  # each side with the teacher's own prompt for it
+        kind = "document" if prompt_type == PromptType.document else "query"
+        if self.side == "teacher" or kind == "document":  # each with the teacher's own prompt for it
             return cached_teacher_embeddings(
-                self.model, texts, self.cache_dir, self.batch_size, prompt_type=side
+                self.model, texts, self.cache_dir, self.batch_size, prompt_type=kind
             ).numpy()
         return self.encode_queries(texts, self.batch_size, show_progress_bar=True).numpy()
 

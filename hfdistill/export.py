@@ -102,6 +102,7 @@ def export_query_encoder(
     check_export(backend, quantize, side)
     directory = Path(directory)
     model = model.eval().to("cpu")
+    tokenizer = model.query_tokenizer if side == "student" else model.tokenizer
     try:
         model.query_sentence_transformer(side).save(str(directory), create_model_card=False)
         modules = json.loads((directory / "modules.json").read_text())
@@ -110,9 +111,9 @@ def export_query_encoder(
         (directory / "modules.json").write_text(json.dumps(modules, indent=2))
     except NotExpressibleError as error:
         logger.warning("%s holds no sentence-transformers model, only the ONNX query encoder: %s", directory, error)
-        model.tokenizer.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
     (directory / "onnx").mkdir(parents=True, exist_ok=True)
-    sample = model.tokenizer(["what is a dense retriever", "query"], padding=True, return_tensors="pt")
+    sample = tokenizer(["what is a dense retriever", "query"], padding=True, return_tensors="pt")
     graph = _QueryEmbedding(model, side)
     plain, target = directory / "onnx" / ONNX_FILES[None], directory / "onnx" / ONNX_FILES[quantize]
     _onnx_export(graph, (sample["input_ids"], sample["attention_mask"]), plain)

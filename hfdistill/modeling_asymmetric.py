@@ -24,7 +24,7 @@ from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput, cached_file, logg
 from transformers.utils.logging import tqdm
 
 from .configuration_asymmetric import AsymmetricDualEncoderConfig, layer_settings
-from .persistence import ROUTES_FILE, check_side, load_routes, query_view, router_view, save_routes
+from .persistence import ROUTES_FILE, STUDENT_TOKENIZER, check_side, load_routes, query_view, router_view, save_routes
 
 LAYER_STACKS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers")  # BERT/MPNet/XLM-R, DistilBERT,
 # ModernBERT and decoders (Qwen3, Gemma3), others
@@ -110,9 +110,10 @@ def keep_layers(encoder: PreTrainedModel, teacher_stack, layers: list[int], teac
 
 
 def _encoder(config: AsymmetricDualEncoderConfig, student: bool) -> PreTrainedModel:
-    """The teacher's architecture without its pooler; for the student, only the kept layers, each built as the
-    teacher builds it (ModernBERT's first layer differs from the others), with their per-layer settings."""
-    architecture = copy.deepcopy(config.teacher_config) if student else config.teacher_config
+    """The teacher's architecture without its pooler; for the student, only the kept layers of its architecture (the
+    teacher's, or `student_config`), each built as the full model builds it (ModernBERT's first layer differs from
+    the others), with their per-layer settings."""
+    architecture = copy.deepcopy(config.student_architecture) if student else config.teacher_config
     encoder = AutoModel.from_config(  # float32 whatever the checkpoint's dtype: the student trains in it
         architecture, dtype=torch.float32, trust_remote_code=bool(getattr(architecture, "auto_map", None))
     )
@@ -120,7 +121,7 @@ def _encoder(config: AsymmetricDualEncoderConfig, student: bool) -> PreTrainedMo
         encoder.pooler = None  # sentence embeddings pool token states, and an unused layer would upset DDP
     stack = layer_stack(encoder)
     if student:
-        keep_layers(encoder, stack, config.student_layers, config.teacher_config)
+        keep_layers(encoder, stack, config.student_layers, config.student_architecture)
     return encoder
 
 
@@ -151,13 +152,15 @@ class AsymmetricDualEncoder(PreTrainedModel):
         super().__init__(config)
         self.query_encoder = _encoder(config, student=True)
         self.document_encoder = _encoder(config, student=False)
-        self.query_head = build_head(config.head)
+        self.query_head = build_head(config.student_head or config.head)
         self.document_head = build_head(config.head)
         if config.share_token_embeddings:  # one module: frozen with the teacher, stored once
             self.query_encoder.set_input_embeddings(self.document_encoder.get_input_embeddings())
         # decoders would build a key/value cache indexed by teacher layer numbers: embeddings need none
-        self._no_cache = "use_cache" in inspect.signature(self.document_encoder.forward).parameters
-        self.tokenizer = None
+        self._no_cache = {id(encoder): "use_cache" in inspect.signature(encoder.forward).parameters
+                          for encoder in (self.query_encoder, self.document_encoder)}  # fmt: skip
+        self.tokenizer = None  # the teacher's
+        self.student_tokenizer = None  # a student that is another model's: its own
         self.post_init()
         self.freeze_document_encoder()
 
@@ -186,7 +189,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        if self._no_cache:
+        if self._no_cache[id(encoder)]:
             inputs["use_cache"] = False
         outputs = encoder(**inputs)
         features = {"token_embeddings": outputs.last_hidden_state, "attention_mask": attention_mask}
@@ -221,10 +224,16 @@ class AsymmetricDualEncoder(PreTrainedModel):
         embeds = torch.cat(parts)
         return AsymmetricEncoderOutput(query_embeds=embeds[torch.cat(rows).argsort()])
 
+    @property
+    def query_tokenizer(self):
+        """The tokenizer the student reads queries with: its own for a student that is another model, else the
+        teacher's."""
+        return self.student_tokenizer if self.config.student_config is not None else self.tokenizer
+
     def tokenize_queries(self, queries: list[str], **kwargs):
         """Queries tokenized as the student reads them: its prompt first, cut at `max_length`."""
         prompt = self.config.student_prompt
-        return self.tokenizer(
+        return self.query_tokenizer(
             [prompt + query for query in queries], truncation=True, max_length=self.config.max_length, **kwargs
         )
 
@@ -232,7 +241,8 @@ class AsymmetricDualEncoder(PreTrainedModel):
     def _encode(
         self, encoder: nn.Module, texts: list[str], prompt: str, batch_size: int, show_progress_bar: bool, desc: str
     ) -> torch.Tensor:
-        if self.tokenizer is None:
+        tokenizer = self.query_tokenizer if encoder is self.query_encoder else self.tokenizer
+        if tokenizer is None:
             raise ValueError("This model has no tokenizer attached; load it with from_pretrained or from_teacher.")
         if isinstance(texts, str):
             texts = [texts]
@@ -243,7 +253,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         out = torch.empty(len(texts), self.config.embedding_dim)
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not show_progress_bar):
             idx = order[start : start + batch_size]
-            batch = self.tokenizer(
+            batch = tokenizer(
                 [prompt + texts[i] for i in idx],
                 padding=True,
                 truncation=True,
@@ -314,6 +324,8 @@ class AsymmetricDualEncoder(PreTrainedModel):
             super().save_pretrained(save_directory, *args, state_dict=state, **kwargs)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
+        if self.config.student_config is not None and self.student_tokenizer is not None:
+            self.student_tokenizer.save_pretrained(save_directory / STUDENT_TOKENIZER)
 
     def _token_embedding_key(self) -> str:
         """Name of the token embedding weight within an encoder (`embeddings.word_embeddings.weight` for BERT)."""
@@ -350,5 +362,9 @@ class AsymmetricDualEncoder(PreTrainedModel):
         tokenizer_kwargs = {k: kwargs[k] for k in _TOKENIZER_KWARGS if k in kwargs}
         # Passing the teacher's config keeps AutoTokenizer from resolving (and asking to trust) the custom config.
         model.tokenizer = AutoTokenizer.from_pretrained(path, config=model.config.teacher_config, **tokenizer_kwargs)
+        if model.config.student_config is not None:
+            model.student_tokenizer = AutoTokenizer.from_pretrained(
+                path, config=model.config.student_config, **{**tokenizer_kwargs, "subfolder": STUDENT_TOKENIZER}
+            )
         model.freeze_document_encoder()
         return model

@@ -20,6 +20,7 @@ from torch import nn
 from transformers.utils import SAFE_WEIGHTS_NAME, cached_file
 
 ROUTES_FILE = "router_config.json"  # sentence-transformers' Router: where a saved student's weights are
+STUDENT_TOKENIZER = "student_tokenizer"  # the tokenizer of a student that is another model, beside the teacher's
 STUDENT_LAYERS_KEY = "hfdistill_student_layers"  # in the student route's config.json: the layers its weights hold
 SIDES = ("student", "teacher")  # a student's query side, or its teacher's (the baseline it is measured against)
 SHARED_EMBEDDINGS_SAVED_ONCE = (
@@ -55,7 +56,7 @@ def route_modules(model, name: str, side: str) -> list[nn.Module]:
     encoder = model.query_encoder if student else model.document_encoder
     with tempfile.TemporaryDirectory() as tmp:
         encoder.save_pretrained(f"{tmp}/{name}")
-        model.tokenizer.save_pretrained(f"{tmp}/{name}")
+        (model.query_tokenizer if student else model.tokenizer).save_pretrained(f"{tmp}/{name}")
         transformer = Transformer(
             f"{tmp}/{name}", max_seq_length=model.config.max_length, model_kwargs=without_pooler(encoder)
         )

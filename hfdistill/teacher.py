@@ -8,7 +8,7 @@ import json
 
 import torch
 from sentence_transformers.sentence_transformer.modules import Dense
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedConfig
 from transformers.utils import cached_file, logging
 
 from .configuration_asymmetric import (
@@ -17,6 +17,7 @@ from .configuration_asymmetric import (
     SIMILARITIES,
     AsymmetricDualEncoderConfig,
     default_head,
+    output_size,
     select_layers,
 )
 from .modeling_asymmetric import AsymmetricDualEncoder, layer_stack_path, student_state_dict
@@ -126,6 +127,53 @@ def resolve_prompt(prompts: dict[str, str], side: str, name: str | None = None, 
     return prompts.get(side, "")
 
 
+def read_encoder(
+    name: str,
+    revision: str | None = None,
+    pooling: str | None = None,
+    normalize: bool | None = None,
+    trust_remote_code: bool = False,
+    role: str = "Teacher",
+    fallback_pooling: str | None = None,
+    **hub_kwargs,
+) -> tuple[PreTrainedConfig, dict, list[dict]]:
+    """(architecture, sentence-transformers settings, head) of an encoder on the Hub or on disk, read as
+    sentence-transformers reads it; `pooling` / `normalize` override its head, `fallback_pooling` stands in for a
+    model without sentence-transformers files."""
+    config = AutoConfig.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code, **hub_kwargs)
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"{role} {name!r} ({config.model_type}) is an encoder-decoder model.")
+    if getattr(config, "num_hidden_layers", None) is None:
+        raise ValueError(f"{role} {name!r} config has no num_hidden_layers: not a layered encoder.")
+    settings = read_sentence_transformers_teacher(name, revision, **hub_kwargs)
+    pooling = pooling or (fallback_pooling if settings is None else None)
+    if settings is None:
+        if pooling is None:
+            raise ValueError(
+                f"{role} {name!r} has no sentence-transformers pooling config (modules.json); pass pooling="
+                f"one of {POOLING_MODES} (and normalize/similarity) explicitly."
+            )
+        settings = {"head": [], "prompts": {}, "similarity": "dot", "max_length": None}
+    head = settings["head"] or default_head(pooling, config.hidden_size, bool(normalize))
+    if pooling is not None:
+        head[0]["config"]["pooling_mode"] = pooling
+    if normalize is not None and normalize != (head[-1]["type"] == "Normalize"):
+        head = head + [{"type": "Normalize", "path": "", "config": {}}] if normalize else head[:-1]
+    return config, settings, head
+
+
+def student_model_head(head: list[dict], hidden_size: int, teacher_dim: int, normalize: bool) -> list[dict]:
+    """A smaller encoder's head as a student of a teacher: its own pooling and Dense modules, a Dense map to the
+    teacher's embedding size when the two differ (trained from scratch), and the teacher's normalization."""
+    modules = [module for module in head if module["type"] != "Normalize"]
+    size = output_size(modules, hidden_size)
+    if size != teacher_dim:
+        activation = "torch.nn.modules.linear.Identity"
+        dense = {"in_features": size, "out_features": teacher_dim, "bias": True, "activation_function": activation}
+        modules.append({"type": "Dense", "path": "", "config": dense})
+    return modules + ([{"type": "Normalize", "path": "", "config": {}}] if normalize else [])
+
+
 def config_from_teacher(
     teacher: str,
     student_layers: list[int] | str = "top_bottom",
@@ -141,38 +189,22 @@ def config_from_teacher(
     document_prompt_name: str | None = None,
     student_query_prompt: str | None = None,
     share_token_embeddings: bool = False,
+    student_model: str | None = None,
+    student_revision: str | None = None,
     trust_remote_code: bool = False,
     **hub_kwargs,
 ) -> AsymmetricDualEncoderConfig:
     """Read the teacher's architecture, head and prompts as sentence-transformers does; explicit arguments win.
 
     `query_prompt` / `document_prompt` give prompt texts, `query_prompt_name` / `document_prompt_name` pick
-    prompts of the teacher's `config_sentence_transformers.json` by name.
+    prompts of the teacher's `config_sentence_transformers.json` by name. With `student_model` (a smaller encoder on
+    the Hub or on disk, with its own tokenizer) the student keeps `student_layers` of that model instead of the
+    teacher's, reads queries with its own query prompt unless `student_query_prompt` is given, and ends in a Dense map
+    to the teacher's embedding size when the two differ.
     """
-    teacher_config = AutoConfig.from_pretrained(
-        teacher, revision=revision, trust_remote_code=trust_remote_code, **hub_kwargs
-    )
-    if getattr(teacher_config, "is_encoder_decoder", False):
-        raise ValueError(f"Teacher {teacher!r} ({teacher_config.model_type}) is an encoder-decoder model.")
-    num_layers = getattr(teacher_config, "num_hidden_layers", None)
-    if num_layers is None:
-        raise ValueError(f"Teacher {teacher!r} config has no num_hidden_layers: not a layered encoder.")
-    st_teacher = read_sentence_transformers_teacher(teacher, revision, **hub_kwargs)
-    if st_teacher is None:
-        if pooling is None:
-            raise ValueError(
-                f"Teacher {teacher!r} has no sentence-transformers pooling config (modules.json); pass pooling="
-                f"one of {POOLING_MODES} (and normalize/similarity) explicitly."
-            )
-        st_teacher = {"head": [], "prompts": {}, "similarity": "dot", "max_length": None}
-    head = st_teacher["head"] or default_head(pooling, teacher_config.hidden_size, bool(normalize))
-    if pooling is not None:
-        head[0]["config"]["pooling_mode"] = pooling
-    if normalize is not None and normalize != (head[-1]["type"] == "Normalize"):
-        head = head + [{"type": "Normalize", "path": "", "config": {}}] if normalize else head[:-1]
-    if isinstance(student_layers, str):
-        student_layers = select_layers(student_layers, num_student_layers, num_layers)
-    prompts = st_teacher["prompts"]
+    teacher_config, settings, head = read_encoder(teacher, revision, pooling, normalize, trust_remote_code,
+                                                  **hub_kwargs)  # fmt: skip
+    prompts = settings["prompts"]
     unused = [name for name in ("passage", "corpus") if prompts.get(name) and not prompts.get("document")]
     if unused and document_prompt is None and document_prompt_name is None:
         logger.warning(
@@ -181,6 +213,28 @@ def config_from_teacher(
             "pass document_prompt_name=%r.",
             teacher, unused[0], unused[0],
         )  # fmt: skip
+    max_length = max_length or settings["max_length"] or 512
+    student = {}
+    if student_model is not None:
+        architecture, own, own_head = read_encoder(student_model, student_revision, None, None, trust_remote_code,
+                                                   "Student model", "mean", **hub_kwargs)  # fmt: skip
+        student = {
+            "student_config": architecture.to_dict(),
+            "student_name_or_path": student_model,
+            "student_head": student_model_head(
+                own_head,
+                architecture.hidden_size,
+                output_size(head, teacher_config.hidden_size),
+                head[-1]["type"] == "Normalize",
+            ),  # fmt: skip
+        }
+        student_query_prompt = (
+            own["prompts"].get("query", "") if student_query_prompt is None else student_query_prompt
+        )
+        max_length = min(max_length, own["max_length"] or max_length)
+    num_layers = (architecture if student_model is not None else teacher_config).num_hidden_layers
+    if isinstance(student_layers, str):
+        student_layers = select_layers(student_layers, num_student_layers, num_layers)
     resolved = cached_file(teacher, "config.json", revision=revision, **hub_kwargs)
     return AsymmetricDualEncoderConfig(
         teacher_config=teacher_config.to_dict(),
@@ -188,12 +242,13 @@ def config_from_teacher(
         teacher_revision=revision or _commit_of(resolved),
         student_layers=list(student_layers),
         head=head,
-        similarity=similarity or st_teacher["similarity"],
-        max_length=max_length or st_teacher["max_length"] or 512,
+        similarity=similarity or settings["similarity"],
+        max_length=max_length,
         query_prompt=resolve_prompt(prompts, "query", query_prompt_name, query_prompt),
         document_prompt=resolve_prompt(prompts, "document", document_prompt_name, document_prompt),
         student_query_prompt=student_query_prompt,
         share_token_embeddings=share_token_embeddings,
+        **student,
     )
 
 
@@ -203,34 +258,52 @@ def from_teacher(
     """A student of a Hub (or local) teacher: explicit layer indices, or a strategy name and a count.
 
     Other keyword arguments (`revision`, `pooling`, `normalize`, `similarity`, `max_length`, the prompts,
-    `share_token_embeddings`, `trust_remote_code`, hub options) go to `config_from_teacher`, which checks them before
-    any weights are loaded.
+    `share_token_embeddings`, `student_model`, `trust_remote_code`, hub options) go to `config_from_teacher`, which
+    checks them before any weights are loaded. With `student_model` the student is that smaller encoder's layers,
+    its own tokenizer and head.
     """
     config = config_from_teacher(teacher, student_layers, num_student_layers, **kwargs)
     model = AsymmetricDualEncoder(config)  # an architecture without a known layer stack fails here, before downloads
     hub_kwargs = {k: kwargs[k] for k in _TOKENIZER_KWARGS if k in kwargs}
-    hub_kwargs["revision"] = config.teacher_revision
-    teacher_model = AutoModel.from_pretrained(teacher, **hub_kwargs)
-    if teacher_model.dtype != torch.float32:
-        logger.warning(
-            "Teacher %r is stored in %s; hfdistill computes it in float32, where sentence-transformers computes "
-            "it in %s, so their embeddings differ by that rounding. `model.to(%s)` computes as it does.",
-            teacher, teacher_model.dtype, teacher_model.dtype, teacher_model.dtype,
-        )  # fmt: skip
-    teacher_state = {k: v for k, v in teacher_model.state_dict().items() if not k.startswith("pooler.")}
+    teacher_state = _weights(model.document_encoder, teacher, {**hub_kwargs, "revision": config.teacher_revision})
+    _load_heads(model.document_head, config.head, teacher, config.teacher_revision, hub_kwargs)
     model.document_encoder.load_state_dict(teacher_state)
-    stack_path = layer_stack_path(model.document_encoder)
-    model.query_encoder.load_state_dict(student_state_dict(teacher_state, config.student_layers, stack_path))
-    for index, module in enumerate(config.head):
-        if module["type"] == "Dense":
-            dense = Dense.load(teacher, **module_hub_kwargs(module["path"], config.teacher_revision, hub_kwargs))
-            for head in (model.query_head, model.document_head):
-                head[index].load_state_dict(dense.state_dict())
-    model.tokenizer = AutoTokenizer.from_pretrained(teacher, **hub_kwargs)
+    model.tokenizer = AutoTokenizer.from_pretrained(teacher, **{**hub_kwargs, "revision": config.teacher_revision})
+    if config.student_config is None:
+        source, state = teacher, teacher_state
+        _load_heads(model.query_head, config.head, teacher, config.teacher_revision, hub_kwargs)
+    else:
+        source, revision = config.student_name_or_path, kwargs.get("student_revision")
+        state = _weights(model.query_encoder, source, {**hub_kwargs, "revision": revision})
+        _load_heads(model.query_head, config.student_head, source, revision, hub_kwargs)
+        model.student_tokenizer = AutoTokenizer.from_pretrained(source, **{**hub_kwargs, "revision": revision})
+    stack_path = layer_stack_path(model.query_encoder)
+    model.query_encoder.load_state_dict(student_state_dict(state, config.student_layers, stack_path))
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):  # as Trainer would align them, with a notice
         if getattr(model.tokenizer, name) is not None:
             setattr(model.config, name, getattr(model.tokenizer, name))
     return model
+
+
+def _weights(encoder: torch.nn.Module, name: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
+    """The weights of the encoder saved at `name`, without a pooler (hfdistill's encoders pool token states)."""
+    loaded = AutoModel.from_pretrained(name, **hub_kwargs)
+    if loaded.dtype != torch.float32:
+        logger.warning(
+            "%r is stored in %s; hfdistill computes it in float32, where sentence-transformers computes it in %s, "
+            "so their embeddings differ by that rounding. `model.to(%s)` computes as it does.",
+            name, loaded.dtype, loaded.dtype, loaded.dtype,
+        )  # fmt: skip
+    return {k: v for k, v in loaded.state_dict().items() if not k.startswith("pooler.")}
+
+
+def _load_heads(modules: torch.nn.ModuleList, head: list[dict], name: str, revision: str | None, hub_kwargs: dict):
+    """Fill the Dense modules of `head` saved with the model at `name`; a Dense module of no folder (a student's map
+    to the teacher's size) keeps its initialisation."""
+    for index, module in enumerate(head):
+        if module["type"] == "Dense" and module["path"]:
+            dense = Dense.load(name, **module_hub_kwargs(module["path"], revision, hub_kwargs))
+            modules[index].load_state_dict(dense.state_dict())
 
 
 def _commit_of(resolved_file: str | None) -> str | None:

@@ -46,7 +46,7 @@ class EmbeddingAlignmentTrainer(Trainer):
             raise ValueError(
                 f"args must be EmbeddingAlignmentConfig (it carries the loss), got {type(args).__name__}."
             )
-        processing_class = processing_class or model.tokenizer
+        processing_class = processing_class or model.query_tokenizer
         model.freeze_document_encoder()
         super().__init__(
             model=model,

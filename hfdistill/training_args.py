@@ -41,6 +41,8 @@ class StudentArguments:
         trust_remote_code (`bool`): allow a teacher whose architecture is custom code in its repository.
         share_token_embeddings (`bool`): the student uses the teacher's token embeddings, frozen, instead of a
             trainable copy; a saved student stores them once (for large vocabularies, most of the student's size).
+        student_model (`str`, *optional*): a smaller encoder whose `student_layers` make the student instead of
+            the teacher's (LEAF's students): its own tokenizer and pooling, and a Dense map to the teacher's size.
     """
 
     teacher: str = field(
@@ -90,6 +92,13 @@ class StudentArguments:
         default=False,
         metadata={"help": "Use the teacher's token embeddings, frozen, instead of a trainable copy (stored once)."},
     )
+    student_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "A smaller encoder (Hub id or path) whose layers make the student, with its own tokenizer, "
+            "instead of the teacher's layers."
+        },
+    )
 
     def __post_init__(self):
         if self.student_layers in ("auto", ["auto"]):
@@ -120,6 +129,7 @@ class StudentArguments:
         """How the student is built from the teacher, for `from_teacher` in the recipe and in layer trials."""
         return {
             "share_token_embeddings": self.share_token_embeddings,
+            "student_model": self.student_model,
             **self.teacher_kwargs,
         }
 

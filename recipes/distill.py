@@ -34,10 +34,14 @@ def check_run(student_args: StudentArguments, data_args: QueryDataArguments, tra
     check_writable_dir(training_args.output_dir, "output_dir")
     check_writable_dir(data_args.embedding_cache_dir, "embedding_cache_dir")
     check_teacher_reachable(student_args.teacher, student_args.teacher_revision)
-    config = config_from_teacher(student_args.teacher, "first", 0, **student_args.teacher_kwargs)
-    num_layers = config.teacher_config.num_hidden_layers
+    config = config_from_teacher(student_args.teacher, "first", 0, **student_args.student_kwargs)
+    num_layers = config.student_architecture.num_hidden_layers
+    if student_args.layer_strategy == "auto" and student_args.student_model is not None:
+        raise ValueError("student_layers auto ranks the teacher's layers: give the student model's layers instead.")
     if student_args.student_layers is not None:
-        validate_layers(student_args.student_layers, num_layers)
+        validate_layers(
+            student_args.student_layers, num_layers, "the student model" if config.student_config else "the teacher"
+        )
     elif not 0 <= student_args.num_student_layers <= num_layers:
         raise ValueError(f"num_student_layers={student_args.num_student_layers} must be between 0 and the teacher's "
                          f"{num_layers} layers.")  # fmt: skip

@@ -75,9 +75,9 @@ def main(args: CompressionArguments) -> dict:
     for compression in COMPRESSIONS:
         for task in tasks:
             scores = {}
-            for role in ("teacher", "student"):
-                encoder = AsymmetricEncoder(model, f"{role}-{compression}", role, args.cache_dir, args.batch_size)
-                scores[role] = retrieval_scores(compressed(encoder, compression, dim), task)["ndcg_at_10"]
+            for side in ("teacher", "student"):
+                encoder = AsymmetricEncoder(model, f"{side}-{compression}", side, args.cache_dir, args.batch_size)
+                scores[side] = retrieval_scores(compressed(encoder, compression, dim), task)["ndcg_at_10"]
             rows.setdefault(compression, {})[task.metadata.name] = scores
     for by_task in rows.values():
         for name, scores in by_task.items():

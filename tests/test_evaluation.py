@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hfdistill import from_teacher
-from hfdistill import load_student
+from hfdistill import from_teacher, load_student
 from hfdistill.evaluation import AsymmetricEncoder, evaluate_student, teacher_scores
 from hfdistill.retrieval_tasks import LocalBeirRetrieval, read_beir_folder, resolve_task
 from tests.conftest import E5_PROMPTS, WORDS, run_script, write_st_teacher
