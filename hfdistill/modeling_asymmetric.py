@@ -10,6 +10,7 @@ it for `trust_remote_code` loading.
 import copy
 import inspect
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +158,8 @@ class AsymmetricDualEncoder(PreTrainedModel):
         if config.share_token_embeddings:  # one module: frozen with the teacher, stored once
             self.query_encoder.set_input_embeddings(self.document_encoder.get_input_embeddings())
         # decoders would build a key/value cache indexed by teacher layer numbers: embeddings need none
-        self._no_cache = {id(encoder): "use_cache" in inspect.signature(encoder.forward).parameters
-                          for encoder in (self.query_encoder, self.document_encoder)}  # fmt: skip
+        self._no_cache = {name: "use_cache" in inspect.signature(getattr(self, name).forward).parameters
+                          for name in ("query_encoder", "document_encoder")}  # fmt: skip
         self.tokenizer = None  # the teacher's
         self.student_tokenizer = None  # a student that is another model's: its own
         self.post_init()
@@ -189,7 +190,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        if self._no_cache[id(encoder)]:
+        if self._no_cache["query_encoder" if encoder is self.query_encoder else "document_encoder"]:
             inputs["use_cache"] = False
         outputs = encoder(**inputs)
         features = {"token_embeddings": outputs.last_hidden_state, "attention_mask": attention_mask}
@@ -335,10 +336,13 @@ class AsymmetricDualEncoder(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "AsymmetricDualEncoder":
         """A saved student, its weights checked: a file that is damaged, holds non-finite values or does not fit the
-        config is one error naming it."""
+        config is one error naming it. `config` may name a saved student's folder: a Router folder that
+        sentence-transformers saved after training a student further (no hfdistill config of its own) then loads
+        with that student's config, and `save_pretrained` writes it back for both loaders."""
         path = str(pretrained_model_name_or_path)
         hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         routes = cached_file(path, ROUTES_FILE, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        structure = None
         if routes is None:  # saved for transformers only
             model, info = super().from_pretrained(path, *model_args, output_loading_info=True, **kwargs)
             wrong = [key for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") for key in info[kind]]
@@ -353,18 +357,35 @@ class AsymmetricDualEncoder(PreTrainedModel):
                                  "the file is damaged or the training that wrote it diverged.")  # fmt: skip
         else:
             config = kwargs.get("config")
+            if isinstance(config, (str, os.PathLike)):
+                config = AsymmetricDualEncoderConfig.from_pretrained(config)
             if not isinstance(config, AsymmetricDualEncoderConfig):
                 config = AsymmetricDualEncoderConfig.from_pretrained(path, **hub_kwargs)
             model = cls(config)
             with open(routes, encoding="utf-8") as f:
-                load_routes(model, path, json.load(f)["structure"], hub_kwargs)
+                structure = json.load(f)["structure"]
+            load_routes(model, path, structure, hub_kwargs)
             model.eval()
         tokenizer_kwargs = {k: kwargs[k] for k in _TOKENIZER_KWARGS if k in kwargs}
-        # Passing the teacher's config keeps AutoTokenizer from resolving (and asking to trust) the custom config.
-        model.tokenizer = AutoTokenizer.from_pretrained(path, config=model.config.teacher_config, **tokenizer_kwargs)
+        model.tokenizer = _tokenizer(path, model.config.teacher_config, structure and structure["document"][0],
+                                     tokenizer_kwargs)  # fmt: skip
         if model.config.student_config is not None:
-            model.student_tokenizer = AutoTokenizer.from_pretrained(
-                path, config=model.config.student_config, **{**tokenizer_kwargs, "subfolder": STUDENT_TOKENIZER}
-            )
+            folder = STUDENT_TOKENIZER if cached_file(path, f"{STUDENT_TOKENIZER}/tokenizer_config.json",
+                _raise_exceptions_for_missing_entries=False, **hub_kwargs) else structure["query"][0]  # fmt: skip
+            model.student_tokenizer = _tokenizer(f"{path}", model.config.student_config, folder, tokenizer_kwargs,
+                                                 root=False)  # fmt: skip
         model.freeze_document_encoder()
         return model
+
+
+def _tokenizer(path: str, config, route: str | None, kwargs: dict, root: bool = True):
+    """The tokenizer saved at the folder's root (or, with `root=False`, in `route`); a folder that
+    sentence-transformers saved keeps it in the route folder only. Passing the encoder's config keeps AutoTokenizer
+    from resolving (and asking to trust) hfdistill's custom config."""
+    hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+    if root and cached_file(path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs):
+        return AutoTokenizer.from_pretrained(path, config=config, **kwargs)
+    if route is None:
+        raise ValueError(f"{path} holds no tokenizer.")
+    subfolder = f"{kwargs['subfolder']}/{route}" if kwargs.get("subfolder") else route
+    return AutoTokenizer.from_pretrained(path, config=config, **{**kwargs, "subfolder": subfolder})

@@ -73,16 +73,19 @@ def route_modules(model, name: str, side: str) -> list[nn.Module]:
 
 
 def router_view(model):
-    """A `SentenceTransformer` whose `Router` sends queries to the student and documents to the teacher."""
+    """A `SentenceTransformer` whose `Router` sends queries to the student and documents to the teacher. Plain
+    `encode` is the student's `encode_query`, as every plain entry point of a saved student gives the student (the
+    transformers model's forward, its feature-extraction pipeline); documents need `encode_document`."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Router
 
     router = Router.for_query_document(route_modules(model, "query", "student"),
-                                       route_modules(model, "document", "teacher"))  # fmt: skip
+                                       route_modules(model, "document", "teacher"), default_route="query")  # fmt: skip
     return SentenceTransformer(
         modules=[router],
         similarity_fn_name=model.config.similarity,
         prompts={"query": model.config.student_prompt, "document": model.config.document_prompt},
+        default_prompt_name="query",
         device=model.device,
     )
 

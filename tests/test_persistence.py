@@ -64,7 +64,74 @@ def test_a_transformers_only_student_is_checked_too(tiny_teacher, tmp_path):
 
 
 def test_load_student_names_what_is_not_a_student(tiny_teacher, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"'.*nowhere' is not a saved student"):
+    with pytest.raises(FileNotFoundError, match=r"'.*nowhere': no such folder"):
         load_student(str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match=r"is not an hfdistill student \(model_type='bert'\)"):
         load_student(tiny_teacher)
+
+
+def test_every_plain_entry_point_gives_the_student(tiny_teacher, tmp_path):
+    """SentenceTransformer(path).encode, transformers' feature-extraction pipeline and the model's forward all encode
+    with the student; documents need encode_document / encode_documents."""
+    import subprocess
+    import sys
+    import textwrap
+
+    student = from_teacher(tiny_teacher, [0, 3], student_query_prompt="")
+    with torch.no_grad():
+        student.query_encoder.embeddings.word_embeddings.weight.mul_(1.3)
+    student.save_pretrained(tmp_path / "student")
+    texts = ["what is dense retrieval", "the cat of the city"]
+    torch.save({"q": student.encode_queries(texts), "d": student.encode_documents(texts)}, tmp_path / "ref.pt")
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from sentence_transformers import SentenceTransformer
+        from transformers import pipeline
+        path, texts, ref = {str(tmp_path / "student")!r}, {texts!r}, torch.load({str(tmp_path / "ref.pt")!r})
+        st = SentenceTransformer(path, device="cpu")
+        torch.testing.assert_close(st.encode(texts, convert_to_tensor=True), ref["q"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(st.encode_document(texts, convert_to_tensor=True), ref["d"], atol=1e-5, rtol=0)
+        extract = pipeline("feature-extraction", model=path, trust_remote_code=True, device="cpu")
+        rows = torch.tensor([extract(text)[0] for text in texts])
+        torch.testing.assert_close(rows, ref["q"], atol=1e-5, rtol=0)
+        assert "hfdistill" not in sys.modules
+        print("OK")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.strip().endswith("OK"), result.stderr[-3000:]
+
+
+def test_a_student_trained_further_by_sentence_transformers_is_written_back_for_both_loaders(
+    tiny_student, queries, tmp_path
+):
+    """sentence-transformers' own trainer (its Router's query route, the document route frozen) saves a folder
+    without hfdistill's config and code; from_pretrained with the original's config reads it, save_pretrained writes
+    both loaders' files again."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MSELoss
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    tiny_student.save_pretrained(tmp_path / "student")
+    model = SentenceTransformer(str(tmp_path / "student"), device="cpu")
+    router = model[0]
+    for parameter in [p for module in router.sub_modules["document"] for p in module.parameters()]:
+        parameter.requires_grad_(False)
+    targets = tiny_student.encode_teacher_queries(queries[:64])
+    data = Dataset.from_dict({"anchor": queries[:64], "label": targets.numpy().tolist()})
+    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "st-run"), max_steps=3, learning_rate=5e-3,
+                                                per_device_train_batch_size=16, report_to="none", use_cpu=True,
+                                                router_mapping={"anchor": "query"}, save_strategy="no")  # fmt: skip
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=MSELoss(model)).train()
+    model.save(str(tmp_path / "st-saved"))
+    assert not (tmp_path / "st-saved" / "modeling_asymmetric.py").exists()  # the AutoModel path is gone here
+    again = AsymmetricDualEncoder.from_pretrained(tmp_path / "st-saved", config=str(tmp_path / "student"))
+    expected = model.encode_query(queries[:5], convert_to_tensor=True)
+    torch.testing.assert_close(again.encode_queries(queries[:5]), expected, atol=1e-5, rtol=0)
+    assert (again.encode_queries(queries[:5]) - tiny_student.encode_queries(queries[:5])).abs().max() > 1e-3
+    torch.testing.assert_close(again.encode_documents(queries[:5]), tiny_student.encode_documents(queries[:5]))
+    again.save_pretrained(tmp_path / "written-back")
+    reloaded = AsymmetricDualEncoder.from_pretrained(tmp_path / "written-back")
+    torch.testing.assert_close(reloaded.encode_queries(queries[:5]), expected, atol=1e-5, rtol=0)
+    assert (tmp_path / "written-back" / "modeling_asymmetric.py").is_file()

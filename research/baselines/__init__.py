@@ -1,0 +1,1 @@
+"""The recipes a user would pick instead of hfdistill, run on the same data for side-by-side tables."""
