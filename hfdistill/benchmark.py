@@ -10,6 +10,7 @@ from transformers.utils.logging import tqdm
 
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import SIDES
+from .provenance import environment
 
 BACKENDS = ("torch", "onnx", "onnx-int8")  # how a query encoder runs: PyTorch fp32, ONNX Runtime fp32 or int8 weights
 
@@ -129,6 +130,7 @@ def measure_speed(
         "throughput_qps": throughput,
         "latency_batch1": latency,
         "speedup": speedups(throughput, latency),
+        "environment": environment(),
     }
 
 

@@ -15,6 +15,7 @@ from mteb.types import PromptType
 from .embedding_cache import CACHE_VERSION, teacher_fingerprint
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import check_side
+from .provenance import environment
 from .retrieval_tasks import LocalBeirRetrieval
 from .teacher_pass import cached_teacher_embeddings
 
@@ -137,6 +138,7 @@ def evaluate_student(
         }
     retentions = [t["retention"] for t in report["tasks"].values()]
     report["mean_retention"] = sum(retentions) / len(retentions)
+    report["environment"] = environment()
     return report
 
 

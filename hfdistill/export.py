@@ -11,16 +11,17 @@ the index does not change.
 """
 
 import json
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from transformers import AutoTokenizer
-from transformers.utils import logging
 
 from .modeling_asymmetric import AsymmetricDualEncoder
-from .persistence import NotExpressibleError, check_side
+from .persistence import NotExpressibleError, check_side, declare_without_pooler
 
 BACKENDS = ("onnx",)
 QUANTIZATIONS = ("int8",)
@@ -36,7 +37,7 @@ PORTABLE_MODULE_TYPES = {
         "sentence_transformers.sentence_transformer.modules.normalize.Normalize"
     )
 }
-logger = logging.get_logger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def _require_onnxruntime():
@@ -80,10 +81,13 @@ def _onnx_export(graph: nn.Module, inputs: tuple, path: Path) -> None:
         | {OUTPUTS[1]: {0: "batch"}},
         opset_version=18,
     )
-    try:
-        torch.onnx.export(graph, inputs, str(path), dynamo=False, **options)
-    except RuntimeError:
-        torch.onnx.export(graph, inputs, str(path), dynamo=True, **options)
+    with warnings.catch_warnings():  # tracing notes about shapes fixed in the graph: nothing a user acts on
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
+        try:
+            torch.onnx.export(graph, inputs, str(path), dynamo=False, **options)
+        except RuntimeError:
+            torch.onnx.export(graph, inputs, str(path), dynamo=True, **options)
 
 
 def export_query_encoder(
@@ -109,6 +113,8 @@ def export_query_encoder(
         for module in modules:
             module["type"] = PORTABLE_MODULE_TYPES.get(module["type"], module["type"])
         (directory / "modules.json").write_text(json.dumps(modules, indent=2))
+        declare_without_pooler(directory / modules[0]["path"], model.query_encoder if side == "student" else
+                               model.document_encoder)  # fmt: skip
     except NotExpressibleError as error:
         logger.warning("%s holds no sentence-transformers model, only the ONNX query encoder: %s", directory, error)
         tokenizer.save_pretrained(directory)
@@ -120,10 +126,16 @@ def export_query_encoder(
     if quantize == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        # per-channel int8 weights of the matrix products; the embedding lookup stays float (it is no compute)
-        quantize_dynamic(
-            str(plain), str(target), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
-        )
+        # per-channel int8 weights of the matrix products; the embedding lookup stays float (it is no compute).
+        # onnxruntime's hint to pre-process the graph first is for static quantization: silenced here.
+        root, level = logging.getLogger(), logging.getLogger().level
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_dynamic(
+                str(plain), str(target), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+            )
+        finally:
+            root.setLevel(level)
     teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
     layers = model.config.student_layers if side == "student" else teacher_layers
     (directory / ENCODER_FILE).write_text(

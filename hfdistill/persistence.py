@@ -46,6 +46,14 @@ def without_pooler(encoder: nn.Module) -> dict:
     return {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(type(encoder)).parameters else {}
 
 
+def declare_without_pooler(folder: Path, encoder: nn.Module) -> None:
+    """Have sentence-transformers build the encoder saved in `folder` as it was saved, without a pooler (its
+    `model_kwargs` in the folder's `sentence_bert_config.json`): loading it then reports no missing weights."""
+    if kwargs := without_pooler(encoder):
+        path = folder / "sentence_bert_config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "model_kwargs": kwargs}, indent=4))
+
+
 def route_modules(model, name: str, side: str) -> list[nn.Module]:
     """sentence-transformers modules of one side of `model` (`student` or `teacher`): its encoder as a
     `Transformer`, then its head."""
@@ -85,7 +93,7 @@ def router_view(model):
         modules=[router],
         similarity_fn_name=model.config.similarity,
         prompts={"query": model.config.student_prompt, "document": model.config.document_prompt},
-        default_prompt_name="query",
+        default_prompt_name="query" if model.config.student_prompt else None,
         device=model.device,
     )
 
@@ -101,7 +109,7 @@ def query_view(model, side: str = "student"):
         modules=route_modules(model, "query", side),
         similarity_fn_name=model.config.similarity,
         prompts={"query": prompt},
-        default_prompt_name="query",
+        default_prompt_name="query" if prompt else None,
         device=model.device,
     )
 
@@ -118,9 +126,7 @@ def save_routes(model, directory: Path) -> str | None:
     view.save(str(directory), create_model_card=False)
     structure = json.loads((directory / ROUTES_FILE).read_text())["structure"]
     for route, encoder in (("query", model.query_encoder), ("document", model.document_encoder)):
-        if kwargs := without_pooler(encoder):  # sentence-transformers builds the encoder as saved: no report
-            path = directory / structure[route][0] / "sentence_bert_config.json"
-            path.write_text(json.dumps({**json.loads(path.read_text()), "model_kwargs": kwargs}, indent=4))
+        declare_without_pooler(directory / structure[route][0], encoder)
     (directory / SAFE_WEIGHTS_NAME).unlink(missing_ok=True)  # a stale transformers-only file would shadow the routes
     return None
 

@@ -24,6 +24,7 @@ from hfdistill.hub import PushError, check_push_access, push_to_hub
 from hfdistill.layer_selection import select_student_layers
 from hfdistill.model_card import TRAINING_RECORD, write_model_card
 from hfdistill.preflight import check_teacher_reachable, check_writable_dir, finished_run, resume_checkpoint
+from hfdistill.provenance import environment
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 
@@ -71,6 +72,7 @@ def training_record(student_args, data_args, training_args, trainer, counts, unt
         "untrained_mean_cosine": untrained["untrained_mean_cosine"],
         "mean_cosine": metrics["eval_mean_cosine"],
         "layer_selection": selection,
+        "environment": environment(),
     }
 
 

@@ -19,7 +19,7 @@ def test_speedups_are_student_over_teacher():
 def test_measure_speed_schema(tiny_student, queries):
     results = measure_speed(tiny_student, queries, batch_sizes=(1, 8), repeats=2, num_threads=1, latency_queries=10)
     assert results["threads"] == 1 and results["student_layers"] == [0, 3] and results["repeats"] == 2
-    assert set(results["throughput_qps"]) == {"1", "8"}
+    assert set(results["throughput_qps"]) == {"1", "8"} and results["environment"]["packages"]["torch"]
     for batch_size, row in results["throughput_qps"].items():
         assert row["teacher"] > 0 and row["student"] > 0
         assert results["speedup"]["throughput"][batch_size] == pytest.approx(row["student"] / row["teacher"])
