@@ -5,6 +5,7 @@ retries raise a `PushError` that says what to do. The local model folder is neve
 temporary copy.
 """
 
+import json
 import logging
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
+from .agreement import AGREEMENT_FILE
 from .model_card import EXPORTED_EVAL_RESULTS, write_model_card
 from .modeling_asymmetric import AsymmetricDualEncoder
 
@@ -23,7 +25,7 @@ UPLOAD_PATTERNS = [
     "*.safetensors", "config.json", "*.py", "README.md", "tokenizer*", "vocab.txt", "merges.txt",
     "special_tokens_map.json", "sentencepiece.bpe.model", "eval_results.json", "speed_results.json",
     "distillation.json", "modules.json", "router_config.json", "config_sentence_transformers.json",
-    "query_*/*", "document_*/*", EXPORTED_EVAL_RESULTS.format("*"),
+    "query_*/*", "document_*/*", EXPORTED_EVAL_RESULTS.format("*"), AGREEMENT_FILE, "student_tokenizer/*",
 ]  # fmt: skip
 LOGIN_HELP = "log in with `hf auth login` (or set HF_TOKEN) using a token with write access"
 
@@ -32,12 +34,17 @@ class PushError(RuntimeError):
     """A push that cannot succeed as asked; the message says how to fix it."""
 
 
-def stage_for_hub(model: AsymmetricDualEncoder, model_dir: str | Path, staging: Path, repo_id: str) -> None:
+def stage_for_hub(
+    model: AsymmetricDualEncoder, model_dir: str | Path, staging: Path, repo_id: str, agreement: dict | None = None
+) -> None:
     """Copy what a Hub repo needs into `staging`: the saved student (its one layout serves transformers and
-    sentence-transformers), its results and a card; no checkpoints or training state."""
+    sentence-transformers), its results, the agreement check made before this push, and a card; no checkpoints or
+    training state."""
     shutil.copytree(
         model_dir, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint-*", "*.bin", "*.pt", "*.pth")
     )
+    if agreement is not None:
+        (staging / AGREEMENT_FILE).write_text(json.dumps(agreement, indent=2))
     write_model_card(model, staging, repo_id)
 
 
@@ -99,12 +106,23 @@ def push_folder(
 
 
 def push_to_hub(
-    model_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None, **push_kwargs
+    model_dir: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    check=None,
+    cache_dir: str = "~/.cache/hfdistill/embeddings",
+    **push_kwargs,
 ) -> str:
-    """Publish the student saved in `model_dir`: weights, config, tokenizer, code, card, results in one commit."""
+    """Publish the student saved in `model_dir`: weights, config, tokenizer, code, card, results in one commit. The
+    student is loaded and checked first (a damaged folder is never pushed); with `check` (`PublishCheckArguments`)
+    its agreement with the teacher on the publisher's data goes into the card, and a push below the threshold set
+    there is refused (a `ValueError`)."""
+    from .agreement import check_before_publishing
     from .persistence import load_student
 
     model = load_student(str(model_dir))
+    report = check_before_publishing(model, check, cache_dir) if check is not None else None
     with tempfile.TemporaryDirectory() as staging:
-        stage_for_hub(model, model_dir, Path(staging), repo_id)
+        stage_for_hub(model, model_dir, Path(staging), repo_id, report)
         return push_folder(staging, repo_id, private=private, revision=revision, **push_kwargs)

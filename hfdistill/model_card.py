@@ -6,6 +6,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .agreement import AGREEMENT_FILE
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         if (result := _read_json(model_dir / EXPORTED_EVAL_RESULTS.format(backend))) is not None
     }
     speed_results = _read_json(model_dir / "speed_results.json")
+    agreement = _read_json(model_dir / AGREEMENT_FILE)
     has_sentence_transformers = (model_dir / "modules.json").is_file()
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
@@ -120,6 +122,7 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         training=training,
         train_queries=_describe_queries(training["train_queries"]) if training else None,
         has_sentence_transformers=has_sentence_transformers,
+        agreement=agreement,
         share_token_embeddings=config.share_token_embeddings,
     )
 

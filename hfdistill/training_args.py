@@ -277,3 +277,37 @@ class EmbeddingAlignmentConfig(TrainingArguments):
         """Pickled arguments (Trainer's `training_args.bin`, in the output folder, every checkpoint and a Hub push)
         never hold the Hub token: the run keeps it in memory only."""
         return {**self.__dict__, "hub_token": None}
+
+
+@dataclass
+class PublishCheckArguments:
+    """
+    A check before a push (`recipes/push.py`, `recipes/distill.py --push_to_hub`): the student's agreement with its
+    teacher on the publisher's own queries and documents, written into the card; no relevance labels needed.
+
+    Args:
+        check_queries (`str`, *optional*): queries to check on: a local file or a Hub dataset (as `train_queries`).
+        check_documents (`str`, *optional*): documents to rank them against, likewise.
+        check_column (`str`, *optional*, defaults to `"text"`): the text column of a Hub dataset or jsonl file.
+        check_max_queries (`int`, *optional*, defaults to `1000`): queries used, the first of the file.
+        check_max_documents (`int`, *optional*, defaults to `10000`): documents used, likewise.
+        min_top10_overlap (`float`, *optional*): refuse the push below this mean share of the teacher's top 10
+            documents that the student also ranks in its top 10.
+        push_anyway (`bool`, *optional*, defaults to `False`): push even below `min_top10_overlap`.
+    """
+
+    check_queries: str | None = field(default=None, metadata={"help": "Queries to check agreement on (file or Hub)."})
+    check_documents: str | None = field(default=None, metadata={"help": "Documents to rank them against."})
+    check_column: str = field(default="text", metadata={"help": "Text column of a Hub dataset or jsonl file."})
+    check_max_queries: int = field(default=1000, metadata={"help": "Queries used (the first of the file)."})
+    check_max_documents: int = field(default=10000, metadata={"help": "Documents used (the first of the file)."})
+    min_top10_overlap: float | None = field(
+        default=None, metadata={"help": "Refuse the push below this top-10 overlap with the teacher (0 to 1)."}
+    )
+    push_anyway: bool = field(default=False, metadata={"help": "Push even below --min_top10_overlap."})
+
+    def __post_init__(self):
+        if (self.check_queries is None) != (self.check_documents is None):
+            raise ValueError("The agreement check needs both --check_queries and --check_documents.")
+        if self.min_top10_overlap is not None and self.check_queries is None:
+            raise ValueError("--min_top10_overlap needs --check_queries and --check_documents to check on.")

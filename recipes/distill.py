@@ -19,17 +19,22 @@ from safetensors import SafetensorError
 from hfdistill import config_from_teacher, from_teacher
 from hfdistill.cli import input_errors, parse_args
 from hfdistill.configuration_asymmetric import validate_layers
-from hfdistill.data import alignment_datasets, load_query_splits, training_texts
+from hfdistill.data import alignment_datasets, load_queries, load_query_splits, training_texts
 from hfdistill.hub import PushError, check_push_access, push_to_hub
 from hfdistill.layer_selection import select_student_layers
 from hfdistill.model_card import TRAINING_RECORD, write_model_card
 from hfdistill.preflight import check_teacher_reachable, check_writable_dir, finished_run, resume_checkpoint
 from hfdistill.provenance import environment
 from hfdistill.trainer import EmbeddingAlignmentTrainer
-from hfdistill.training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
+from hfdistill.training_args import (
+    EmbeddingAlignmentConfig,
+    PublishCheckArguments,
+    QueryDataArguments,
+    StudentArguments,
+)
 
 
-def check_run(student_args: StudentArguments, data_args: QueryDataArguments, training_args: EmbeddingAlignmentConfig):
+def check_run(student_args, data_args, training_args, check: PublishCheckArguments | None = None):
     """What can be checked before the teacher loads: folders, the teacher's files, prompts and layers, Hub access for
     a push, then the query file (read in full). A problem ends the run with one line; nothing is written."""
     check_writable_dir(training_args.output_dir, "output_dir")
@@ -48,6 +53,9 @@ def check_run(student_args: StudentArguments, data_args: QueryDataArguments, tra
                          f"{num_layers} layers.")  # fmt: skip
     if training_args.push_to_hub:
         check_push_access(training_args.hub_model_id, training_args.hub_token)
+        if check is not None and check.check_queries is not None:  # the data of the check before the push, read now
+            load_queries(check.check_queries, column=check.check_column)
+            load_queries(check.check_documents, column=check.check_column)
     return load_query_splits(data_args, training_args.seed)
 
 
@@ -76,7 +84,12 @@ def training_record(student_args, data_args, training_args, trainer, counts, unt
     }
 
 
-def main(student_args: StudentArguments, data_args: QueryDataArguments, training_args: EmbeddingAlignmentConfig):
+def main(
+    student_args: StudentArguments,
+    data_args: QueryDataArguments,
+    training_args: EmbeddingAlignmentConfig,
+    check: PublishCheckArguments | None = None,
+):
     record = finished_run(training_args.output_dir) if training_args.resume_from_checkpoint else None
     if record is not None:
         print(f"{training_args.output_dir} holds a finished run ({record['global_steps']} steps): nothing to resume, "
@@ -84,7 +97,7 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         return
     with input_errors():
         resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
-        train_queries, eval_texts = check_run(student_args, data_args, training_args)
+        train_queries, eval_texts = check_run(student_args, data_args, training_args, check)
         train_texts = training_texts(data_args, train_queries, training_args.seed)
     layers, selection = student_args.student_layers, None  # [] is a 0-layer student
     if layers is None:
@@ -131,8 +144,8 @@ def main(student_args: StudentArguments, data_args: QueryDataArguments, training
         repo_id = training_args.hub_model_id
         try:
             url = push_to_hub(output_dir, repo_id, bool(training_args.hub_private_repo), training_args.hub_revision,
-                              token=training_args.hub_token)  # fmt: skip
-        except PushError as error:
+                              check, data_args.embedding_cache_dir, token=training_args.hub_token)  # fmt: skip
+        except (PushError, ValueError) as error:
             sys.exit(f"error: {error} The student and its records are saved in {output_dir}; push them with "
                      f"`python recipes/push.py --model {output_dir} --repo_id {repo_id}`.")  # fmt: skip
         print(f"Pushed {output_dir} to {repo_id}: {url}")
@@ -152,5 +165,5 @@ def write_errors(output_dir: str):
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     with input_errors():
-        arguments = parse_args((StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig))
+        arguments = parse_args((StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig, PublishCheckArguments))
     main(*arguments)

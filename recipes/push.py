@@ -1,6 +1,12 @@
 """Publish a distilled student to the Hugging Face Hub (weights, config, tokenizer, code, card and results).
 
 python recipes/push.py --model out/minilm-2L --repo_id <user>/minilm-L2-query-encoder [--private] [--revision b]
+python recipes/push.py --model out/minilm-2L --repo_id <user>/minilm-L2-query-encoder \
+    --check_queries my_queries.txt --check_documents my_documents.jsonl --min_top10_overlap 0.8
+
+The folder is loaded and checked before anything is uploaded. With `--check_queries` / `--check_documents` (your own
+data, no relevance labels) the student's agreement with its teacher is measured and written into the card, and
+`--min_top10_overlap` refuses a push below it (`--push_anyway true` pushes anyway).
 """
 
 import logging
@@ -8,6 +14,7 @@ from dataclasses import dataclass, field
 
 from hfdistill.cli import input_errors, parse_args
 from hfdistill.hub import push_to_hub
+from hfdistill.training_args import PublishCheckArguments
 
 
 @dataclass
@@ -16,15 +23,16 @@ class PushArguments:
     repo_id: str = field(metadata={"help": "Target repository, <user or org>/<name>."})
     private: bool = field(default=False, metadata={"help": "Create the repository as private."})
     revision: str | None = field(default=None, metadata={"help": "Branch to push to (created if missing)."})
+    cache_dir: str = field(default="~/.cache/hfdistill/embeddings", metadata={"help": "Teacher embedding cache."})
 
 
-def main(args: PushArguments) -> str:
-    url = push_to_hub(args.model, args.repo_id, args.private, args.revision)
+def main(args: PushArguments, check: PublishCheckArguments) -> str:
+    url = push_to_hub(args.model, args.repo_id, args.private, args.revision, check, args.cache_dir)
     print(f"Pushed {args.model} to {args.repo_id}: {url}")
     return url
 
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    with input_errors():  # a folder that is not a sound student, or a push the Hub refuses: one line
-        main(*parse_args((PushArguments,)))
+    with input_errors():  # a folder that is not a sound student, a failed check, a refused push: one line
+        main(*parse_args((PushArguments, PublishCheckArguments)))

@@ -3,6 +3,7 @@ needs real HTTP (retries on 5xx, a refused token, the Trainer's pushes) against 
 (tests/hub_server.py)."""
 
 import hashlib
+import json
 import os
 import textwrap
 from pathlib import Path
@@ -216,3 +217,25 @@ def test_a_push_refused_after_training_keeps_the_student_and_its_records(
     for name in ("distillation.json", "alignment_results.json", "all_results.json", "README.md"):
         assert (out / name).is_file(), name
     assert AsymmetricDualEncoder.from_pretrained(out).config.student_layers == [0, 3]
+
+
+def test_a_push_checks_agreement_on_the_publishers_data_and_refuses_below_the_threshold(
+    uploads, saved_student, queries, tmp_path
+):
+    from hfdistill.training_args import PublishCheckArguments
+
+    (tmp_path / "q.txt").write_text("\n".join(queries[:30]))
+    (tmp_path / "d.txt").write_text("\n".join(queries[100:180]))
+    check = dict(check_queries=str(tmp_path / "q.txt"), check_documents=str(tmp_path / "d.txt"))
+    with pytest.raises(ValueError, match=r"Not pushed: the student's top-10 overlap .* is below --min_top10_overlap"):
+        push_to_hub(saved_student, "tester/checked", check=PublishCheckArguments(**check, min_top10_overlap=1.01),
+                    cache_dir=str(tmp_path / "cache"), token=TOKEN)  # fmt: skip
+    assert not uploads.calls  # nothing created, nothing uploaded
+    anyway = PublishCheckArguments(**check, min_top10_overlap=1.01, push_anyway=True)
+    push_to_hub(saved_student, "tester/checked", check=anyway, cache_dir=str(tmp_path / "cache"), token=TOKEN)
+    pushed = uploads.root / "tester/checked" / "main"
+    record = json.loads((pushed / "agreement.json").read_text())
+    assert record["queries"] == 30 and record["documents"] == 80 and 0 <= record["top_k_overlap"] <= 1
+    assert f"{100 * record['top_k_overlap']:.1f}%" in (pushed / "README.md").read_text()
+    with pytest.raises(ValueError, match="needs both --check_queries and --check_documents"):
+        PublishCheckArguments(check_queries=str(tmp_path / "q.txt"))
