@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers.utils import cached_file
 
 from .agreement import AGREEMENT_FILE
 from .modeling_asymmetric import AsymmetricDualEncoder
@@ -61,6 +62,22 @@ def describe_head(head: list[dict]) -> str:
     return ", ".join(words)
 
 
+def teacher_card_data(config) -> dict:
+    """The teacher's `license` and `language` from its own card's metadata (the student repository redistributes its
+    weights under them); `{}` where that card cannot be read."""
+    path = cached_file(config.teacher_name_or_path, "README.md", revision=config.teacher_revision,
+                       _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False)  # fmt: skip
+    if path is None:
+        return {}
+    try:
+        data = ModelCard.load(path).data
+    except Exception as error:  # noqa: BLE001 - an unreadable teacher card only leaves the fields unknown
+        logger.warning("Could not read the teacher's card %s: %s", path, error)
+        return {}
+    return {key: getattr(data, key) for key in ("license", "language") if getattr(data, key, None)}
+
+
 def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     """The card of the student saved in `model_dir`, from its config and the JSON records found there."""
     model_dir = Path(model_dir)
@@ -76,7 +93,9 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
     speed_results = _read_json(model_dir / "speed_results.json")
     agreement = _read_json(model_dir / AGREEMENT_FILE)
     has_sentence_transformers = (model_dir / "modules.json").is_file()
+    inherited = teacher_card_data(config)
     card_data = ModelCardData(
+        **inherited,
         model_name=repo_id.split("/")[-1],
         library_name="sentence-transformers" if has_sentence_transformers else "transformers",
         pipeline_tag="feature-extraction",
@@ -123,6 +142,9 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         train_queries=_describe_queries(training["train_queries"]) if training else None,
         has_sentence_transformers=has_sentence_transformers,
         agreement=agreement,
+        license=inherited.get("license"),
+        student_model=config.student_name_or_path,
+        num_student_model_layers=config.student_architecture.num_hidden_layers,
         share_token_embeddings=config.share_token_embeddings,
     )
 

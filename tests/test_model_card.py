@@ -185,3 +185,12 @@ def test_card_of_a_student_sharing_token_embeddings_says_how_to_load_it(tiny_tea
     assert card.data.library_name == "transformers"
     assert "shares the teacher's token embeddings, stored once" in card.text and "cannot express" not in card.text
     assert 'SentenceTransformer("me/shared")' not in card.text
+
+
+def test_card_carries_the_teachers_license_and_language_or_says_they_are_unknown(minilm, tiny_student, tmp_path):
+    student = from_teacher(minilm, [0, 5])
+    card = build_model_card(student, tmp_path, "tester/minilm-student")
+    assert card.data.license == "apache-2.0" and card.data.language == "en"
+    assert "under the teacher's license (apache-2.0)" in card.text and "Which encoder you get" in card.text
+    unknown = build_model_card(tiny_student, tmp_path, "tester/tiny")  # a local teacher without a card
+    assert unknown.data.license is None and "the teacher's license is not known here" in unknown.text
