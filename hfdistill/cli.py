@@ -70,11 +70,17 @@ def options_reference(dataclass_types: tuple | None = None) -> str:
 
     from transformers import TrainingArguments
 
-    from .training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
+    from .training_args import (
+        EmbeddingAlignmentConfig,
+        PublishCheckArguments,
+        QueryDataArguments,
+        StudentArguments,
+    )
 
     inherited = {f.name: f for f in fields(TrainingArguments)}
     sections = []
-    for cls in dataclass_types or (StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig):
+    classes = (StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig, PublishCheckArguments)
+    for cls in dataclass_types or classes:
         rows = [f"### `{cls.__name__}`", "", "| option | default | what |", "|---|---|---|"]
         for f in fields(cls):
             if (

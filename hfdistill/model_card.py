@@ -8,6 +8,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.utils import cached_file
 
 from .agreement import AGREEMENT_FILE
+from .benchmark import SpeedResults
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,28 @@ def describe_head(head: list[dict]) -> str:
     return ", ".join(words)
 
 
+def speed_rows(results: SpeedResults) -> dict:
+    """The card's view of a benchmark: per batch size the teacher's and student's queries/s and the speed-up, batch-1
+    latency, and per other backend the student's queries/s against the torch teacher and the same-backend teacher."""
+    teacher, student = results.encoder("teacher"), results.encoder("student")
+    backends = {
+        backend: [{"batch_size": batch, "student": results.encoder("student", backend).throughput_qps[batch],
+                   "vs_torch": results.speedup(results.encoder("student", backend), batch),
+                   "vs_same": results.speedup(results.encoder("student", backend), batch, backend)}
+                  for batch in results.batch_sizes]
+        for backend in results.backends[1:]
+    }  # fmt: skip
+    return {
+        "device": results.device, "threads": results.threads, "repeats": results.repeats,
+        "rows": [{"batch_size": batch, "teacher": teacher.throughput_qps[batch],
+                  "student": student.throughput_qps[batch], "speedup": results.speedup(student, batch)}
+                 for batch in results.batch_sizes],
+        "latency": {"teacher": teacher.latency_p50_ms, "student": student.latency_p50_ms,
+                    "speedup": results.latency_speedup(student)},
+        "backends": backends,
+    }  # fmt: skip
+
+
 def teacher_card_data(config) -> dict:
     """The teacher's `license` and `language` from its own card's metadata (the student repository redistributes its
     weights under them); `{}` where that card cannot be read."""
@@ -90,7 +113,8 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         for backend in ("onnx", "onnx-int8")
         if (result := _read_json(model_dir / EXPORTED_EVAL_RESULTS.format(backend))) is not None
     }
-    speed_results = _read_json(model_dir / "speed_results.json")
+    speed = _read_json(model_dir / "speed_results.json")
+    speed = SpeedResults.from_dict(speed) if speed else None
     agreement = _read_json(model_dir / AGREEMENT_FILE)
     has_sentence_transformers = (model_dir / "modules.json").is_file()
     inherited = teacher_card_data(config)
@@ -136,8 +160,8 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         ),
         eval_results=eval_results,
         exported_eval_results=exported_eval_results,
-        speed_results=speed_results,
-        onnx_backends=sorted({*exported_eval_results, *(speed_results or {}).get("speedup", {}).get("backends", {})}),
+        speed=speed_rows(speed) if speed else None,
+        onnx_backends=sorted({*exported_eval_results, *(speed.backends[1:] if speed else [])}),
         training=training,
         train_queries=_describe_queries(training["train_queries"]) if training else None,
         has_sentence_transformers=has_sentence_transformers,

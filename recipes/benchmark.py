@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfdistill import load_student
-from hfdistill.benchmark import BACKENDS, format_speed, measure_speed
+from hfdistill.benchmark import BACKENDS, SpeedResults, format_speed, measure_speed
 from hfdistill.cli import input_errors, parse_args
 from hfdistill.data import load_queries
 from hfdistill.query_encoders import load_query_encoder
@@ -37,7 +37,7 @@ class BenchmarkArguments:
     output_dir: str = field(default="out/benchmark", metadata={"help": "Where speed_results.json is written."})
 
 
-def main(args: BenchmarkArguments) -> dict:
+def main(args: BenchmarkArguments) -> SpeedResults:
     with input_errors():
         model = load_student(args.model).to(args.device)
         queries = load_queries(args.queries)
@@ -46,11 +46,11 @@ def main(args: BenchmarkArguments) -> dict:
             model, queries, tuple(args.batch_sizes), args.repeats, args.threads, backends=args.backends,
             other_encoders={path: encoder.encode_queries for path, encoder in others.items()},
         )  # fmt: skip
-    results["model"] = args.model
-    print(f"{args.model} vs {results['teacher']} on {results['device']}, {results['threads']} threads")
+    results.model = args.model
+    print(f"{args.model} vs {results.teacher} on {results.device}, {results.threads} threads")
     print(format_speed(results))
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(args.output_dir) / "speed_results.json").write_text(json.dumps(results, indent=2))
+    (Path(args.output_dir) / "speed_results.json").write_text(json.dumps(results.to_dict(), indent=2))
     return results
 
 

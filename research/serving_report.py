@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfdistill.benchmark import encoder_name
+from hfdistill.benchmark import SpeedResults
 from hfdistill.cli import parse_args
 
 
@@ -26,16 +26,19 @@ class ServingReportArguments:
 
 def row(point: str, batch_sizes: list[str]) -> dict:
     label, backend, side, eval_path, speed_path = point.split("|")
-    evaluation, speed = json.loads(Path(eval_path).read_text()), json.loads(Path(speed_path).read_text())
-    name, baseline = encoder_name(side, backend), encoder_name("teacher", backend)
-    throughput = speed["throughput_qps"]
+    evaluation = json.loads(Path(eval_path).read_text())
+    speed = SpeedResults.from_dict(json.loads(Path(speed_path).read_text()))
+    if side in ("student", "teacher"):
+        encoder, same = speed.encoder(side, backend), backend
+    else:  # a baseline timed beside them, against the torch teacher
+        encoder, same = next(other for other in speed.others if other.name == side), "torch"
     return {
         "label": label,
         "backend": backend,
         "retention": {task: result["retention"] for task, result in evaluation["tasks"].items()},
         "mean_retention": evaluation["mean_retention"],
-        "vs_torch_teacher": {bs: throughput[bs][name] / throughput[bs]["teacher"] for bs in batch_sizes},
-        "vs_same_backend_teacher": {bs: throughput[bs][name] / throughput[bs][baseline] for bs in batch_sizes},
+        "vs_torch_teacher": {bs: speed.speedup(encoder, bs) for bs in batch_sizes},
+        "vs_same_backend_teacher": {bs: speed.speedup(encoder, bs, same) for bs in batch_sizes},
     }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
+from hfdistill.benchmark import SpeedResults
 from hfdistill.cli import parse_args
 from hfdistill.model_card import TRAINING_RECORD
 
@@ -36,8 +37,9 @@ def speedups_by_depth(paths: list[str]) -> dict[int, dict[str, float]]:
     """Throughput speed-up per batch size, keyed by the student's number of layers."""
     table = {}
     for path in map(Path, paths):
-        results = read_json(path / "speed_results.json" if path.is_dir() else path)
-        table[len(results["student_layers"])] = results["speedup"]["throughput"]
+        results = SpeedResults.from_dict(read_json(path / "speed_results.json" if path.is_dir() else path))
+        student = results.encoder("student")
+        table[len(results.student_layers)] = {batch: results.speedup(student, batch) for batch in results.batch_sizes}
     return table
 
 

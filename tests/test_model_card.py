@@ -17,13 +17,14 @@ EVAL = {
     "tasks": {"scifact": {"teacher": {"ndcg_at_10": 0.6}, "student": {"ndcg_at_10": 0.54}, "retention": 0.9}},
 }
 SPEED = {
-    "device": "cpu",
-    "threads": 2,
-    "repeats": 5,
-    "throughput_qps": {"32": {"teacher": 100.0, "student": 300.0}},
-    "speedup": {"throughput": {"32": 3.0}, "latency_p50": 2.5},
-    "latency_batch1": {"teacher": {"p50_ms": 10.0}, "student": {"p50_ms": 4.0}},
-}
+    "teacher": "t", "student_layers": [0, 3], "device": "cpu", "threads": 2, "num_queries": 100, "repeats": 5,
+    "encoders": [
+        {"name": "teacher", "side": "teacher", "backend": "torch", "throughput_qps": {"32": 100.0},
+         "latency_p50_ms": 10.0, "latency_p99_ms": 12.0},
+        {"name": "student", "side": "student", "backend": "torch", "throughput_qps": {"32": 300.0},
+         "latency_p50_ms": 4.0, "latency_p99_ms": 5.0},
+    ],
+}  # fmt: skip
 TRAINING = {"train_queries": "org/queries", "num_train_queries": 1000, "num_eval_queries": 100, "loss": "mse",
             "learning_rate": 5e-4, "batch_size": 128, "warmup_steps": 0.1, "num_train_epochs": 3.0, "global_steps": 8,
             "untrained_mean_cosine": 0.5, "mean_cosine": 0.9}  # fmt: skip
@@ -139,16 +140,20 @@ def _saved(model, tmp_path):
 
 
 def test_card_shows_every_backend_of_the_speed_results(tiny_student, tmp_path):
-    from hfdistill.benchmark import speedups
-
     tiny_student.save_pretrained(tmp_path)
-    names = ["teacher", "student", "teacher (onnx-int8)", "student (onnx-int8)"]
-    throughput = {"32": dict(zip(names, [100.0, 300.0, 250.0, 750.0], strict=True))}
-    latency = {name: {"p50_ms": 10.0, "p99_ms": 20.0} for name in names}
-
-    (tmp_path / "speed_results.json").write_text(json.dumps({
-        "device": "cpu", "threads": 2, "repeats": 3, "throughput_qps": throughput, "latency_batch1": latency,
-        "speedup": speedups(throughput, latency)}))  # fmt: skip
+    exported = [
+        {
+            "name": side,
+            "side": side,
+            "backend": "onnx-int8",
+            "throughput_qps": {"32": qps},
+            "latency_p50_ms": 10.0,
+            "latency_p99_ms": 20.0,
+        }
+        for side, qps in (("teacher", 250.0), ("student", 750.0))
+    ]
+    speed = {**SPEED, "encoders": SPEED["encoders"] + exported}
+    (tmp_path / "speed_results.json").write_text(json.dumps(speed))
     write_model_card(tiny_student, tmp_path)
     card = (tmp_path / "README.md").read_text()
     assert "| 32 | 100.0 | 300.0 | 3.00x |" in card

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from hfdistill.benchmark import SpeedResults
 from tests.conftest import run_script
 
 
@@ -19,7 +20,16 @@ def write_run(folder, layers, retentions, proxy=None):
 
 
 def write_speed(path, layers, b1, b32):
-    path.write_text(json.dumps({"student_layers": layers, "speedup": {"throughput": {"1": b1, "32": b32}}}))
+    def encoder(side, qps):
+        return {"name": side, "side": side, "backend": "torch", "throughput_qps": qps, "latency_p50_ms": 1.0,
+                "latency_p99_ms": 1.0}  # fmt: skip
+
+    speed = SpeedResults("t", layers, "cpu", 2, 10, 1, [])
+    speed = {
+        **speed.to_dict(),
+        "encoders": [encoder("teacher", {"1": 1.0, "32": 1.0}), encoder("student", {"1": b1, "32": b32})],
+    }
+    path.write_text(json.dumps(speed))
 
 
 def test_report_table_correlation_and_plot(tmp_path):
