@@ -7,7 +7,6 @@ routes. The same modules give the sentence-transformers views of a student in me
 This file is copied with the modeling file into saved models, for `trust_remote_code` loading.
 """
 
-import copy
 import inspect
 import json
 import tempfile
@@ -56,12 +55,24 @@ def declare_without_pooler(folder: Path, encoder: nn.Module) -> None:
 
 def route_modules(model, name: str, side: str) -> list[nn.Module]:
     """sentence-transformers modules of one side of `model` (`student` or `teacher`): its encoder as a
-    `Transformer`, then its head."""
-    from sentence_transformers.sentence_transformer.modules import Transformer
-
+    `Transformer`, then its head. They share the model's own modules, so a view sees the current weights and saving
+    it writes them; sentence-transformers builds its `Transformer` from a folder, so the encoder is written and read
+    back once per model, not on every save."""
     check_side(side)
     student = side == "student"
     encoder = model.query_encoder if student else model.document_encoder
+    built = model.__dict__.setdefault("_route_transformers", {})  # not a submodule: no weights of its own
+    if side not in built or built[side].model is not encoder:
+        built[side] = _transformer(model, encoder, name, student)
+    if student:  # what the saved weights are, checked against the model's config when read back
+        setattr(encoder.config, STUDENT_LAYERS_KEY, list(model.config.student_layers))
+    return [built[side], *(model.query_head if student else model.document_head)]
+
+
+def _transformer(model, encoder: nn.Module, name: str, student: bool):
+    """sentence-transformers' `Transformer` module around `encoder` itself, with the side's tokenizer."""
+    from sentence_transformers.sentence_transformer.modules import Transformer
+
     with tempfile.TemporaryDirectory() as tmp:
         encoder.save_pretrained(f"{tmp}/{name}")
         (model.query_tokenizer if student else model.tokenizer).save_pretrained(f"{tmp}/{name}")
@@ -75,9 +86,8 @@ def route_modules(model, name: str, side: str) -> list[nn.Module]:
             f"{sorted(rebuilt ^ set(encoder.state_dict()))[:4]} differ), e.g. a ModernBERT student "
             "without the teacher's first layer: sentence-transformers cannot load it."
         )
-    if student:  # what the saved weights are, checked against the model's config when read back
-        setattr(transformer.model.config, STUDENT_LAYERS_KEY, list(model.config.student_layers))
-    return [transformer, *copy.deepcopy(model.query_head if student else model.document_head)]
+    transformer.model = encoder
+    return transformer
 
 
 def router_view(model):

@@ -135,3 +135,21 @@ def test_a_student_trained_further_by_sentence_transformers_is_written_back_for_
     reloaded = AsymmetricDualEncoder.from_pretrained(tmp_path / "written-back")
     torch.testing.assert_close(reloaded.encode_queries(queries[:5]), expected, atol=1e-5, rtol=0)
     assert (tmp_path / "written-back" / "modeling_asymmetric.py").is_file()
+
+
+def test_saving_again_writes_the_current_weights_without_rebuilding_the_encoders(tiny_student, tmp_path, monkeypatch):
+    from hfdistill import persistence
+
+    built, build = [], persistence._transformer
+    monkeypatch.setattr(persistence, "_transformer", lambda model, encoder, *a: built.append(a[0]) or
+                        build(model, encoder, *a))  # fmt: skip
+    tiny_student.save_pretrained(tmp_path / "first")
+    with torch.no_grad():
+        tiny_student.query_encoder.embeddings.word_embeddings.weight.mul_(1.5)
+    tiny_student.save_pretrained(tmp_path / "second")
+    assert built == ["query", "document"]  # once per side, not once per save
+    texts = ["what is dense retrieval", "the cat"]
+    second = AsymmetricDualEncoder.from_pretrained(tmp_path / "second").encode_queries(texts)
+    torch.testing.assert_close(second, tiny_student.encode_queries(texts), atol=1e-6, rtol=0)
+    first = AsymmetricDualEncoder.from_pretrained(tmp_path / "first").encode_queries(texts)
+    assert (first - second).abs().max() > 1e-3
