@@ -15,34 +15,56 @@ RUN_FILES = ("config.json", "model.safetensors", "trainer_state.json", "training
 
 @dataclass
 class StudentArguments:
-    """
-    Args:
-        teacher (`str`): Hub id or local path of the teacher (kept frozen as the document encoder).
-        teacher_revision (`str`, *optional*): Hub revision of the teacher.
-        student_layers (`list[int]` or `"auto"`, *optional*): explicit 0-based teacher layers to keep (overrides the
-            strategy), or `auto` (same as `layer_strategy: auto`). `[]` keeps none: a 0-layer student, the teacher's
+    r"""
+    Which teacher to distill, and which student to build from it.
+
+    Parameters:
+        > Parameters that choose the teacher
+
+        teacher (`str`, *optional*, defaults to `"sentence-transformers/all-MiniLM-L6-v2"`):
+            Hub id or local path of the teacher, kept frozen as the document encoder.
+        teacher_revision (`str`, *optional*):
+            Hub revision of the teacher.
+        pooling (`str`, *optional*):
+            Overrides the teacher's sentence-transformers pooling; needed for a teacher without sentence-transformers
+            files.
+        query_prompt (`str`, *optional*):
+            The teacher's query prompt, overriding its `config_sentence_transformers.json`.
+        document_prompt (`str`, *optional*):
+            The teacher's document prompt, likewise.
+        query_prompt_name (`str`, *optional*):
+            Picks the teacher's query prompt by its name in that file.
+        document_prompt_name (`str`, *optional*):
+            Picks the teacher's document prompt by its name in that file.
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Allow a teacher (or student model) whose architecture is custom code in its repository.
+
+        > Parameters that choose the student
+
+        student_layers (`list[int]` or `"auto"`, *optional*):
+            0-based layers to keep (overrides the strategy), or `auto`. `[]` keeps none: a 0-layer student, the
             token embeddings, pooling and head trained to the same targets (on the command line:
             `--num_student_layers 0`).
-        layer_strategy (`str`): `top_bottom`, `first`, `last`, `uniform` or `auto` (candidates ranked by how the
-            untrained students agree with the teacher on the held-out queries), used when no indices are given.
-        num_student_layers (`int`): number of layers the strategy keeps (0 for a 0-layer student).
-        selection_training_steps (`int`): when > 0, `auto` then trains the proxy's top `selection_shortlist`
-            candidates this many steps each (the run's recipe) and keeps the best by held-out cosine: how a set
-            trains is what an untrained proxy cannot see.
-        selection_shortlist (`int`): how many candidates those short runs train.
-        pooling (`str`, *optional*): overrides the teacher's sentence-transformers pooling.
-        query_prompt (`str`, *optional*): the teacher's query prompt, overriding its
-            `config_sentence_transformers.json`.
-        document_prompt (`str`, *optional*): the teacher's document prompt, likewise.
-        query_prompt_name (`str`, *optional*): picks the teacher's query prompt by its name in that file.
-        document_prompt_name (`str`, *optional*): picks the teacher's document prompt by its name in that file.
-        student_query_prompt (`str`, *optional*): the student's query prompt; defaults to the teacher's. `""` trains a
-            prompt-free student on raw queries against the teacher's prompted targets (fewer tokens per query).
-        trust_remote_code (`bool`): allow a teacher whose architecture is custom code in its repository.
-        share_token_embeddings (`bool`): the student uses the teacher's token embeddings, frozen, instead of a
-            trainable copy; a saved student stores them once (for large vocabularies, most of the student's size).
-        student_model (`str`, *optional*): a smaller encoder whose `student_layers` make the student instead of
-            the teacher's (LEAF's students): its own tokenizer and pooling, and a Dense map to the teacher's size.
+        layer_strategy (`str`, *optional*, defaults to `"top_bottom"`):
+            `top_bottom`, `first`, `last`, `uniform` or `auto`, used when no indices are given. `auto` ranks every
+            candidate set by how its untrained student agrees with the teacher on the held-out queries, then trains
+            the best few briefly.
+        num_student_layers (`int`, *optional*, defaults to `2`):
+            Number of layers the strategy keeps (0 for a 0-layer student).
+        selection_training_steps (`int`, *optional*, defaults to `50`):
+            `auto`: steps of the run's recipe each shortlisted candidate trains; the best held-out cosine wins (0:
+            the untrained ranking alone).
+        selection_shortlist (`int`, *optional*, defaults to `4`):
+            `auto`: how many candidates those short runs train.
+        student_model (`str`, *optional*):
+            A smaller encoder (Hub id or path) whose `student_layers` make the student instead of the teacher's, with
+            its own tokenizer and pooling and a Dense map to the teacher's embedding size.
+        student_query_prompt (`str`, *optional*):
+            The student's query prompt; defaults to the teacher's (to the student model's own with `student_model`).
+            `""` trains a prompt-free student on raw queries against the teacher's prompted targets.
+        share_token_embeddings (`bool`, *optional*, defaults to `False`):
+            The student uses the teacher's token embeddings, frozen, instead of a trainable copy; a saved student
+            stores them once and is saved for transformers only.
     """
 
     teacher: str = field(
@@ -136,22 +158,42 @@ class StudentArguments:
 
 @dataclass
 class QueryDataArguments:
-    """
-    Args:
-        train_queries (`str`): local `.tsv[.gz]`/`.jsonl[.gz]`/`.txt[.gz]` file or Hub dataset id of unlabeled queries.
-        queries_subset (`str`, *optional*): subset (config name) of a Hub dataset.
-        queries_split (`str`): split of a Hub dataset.
-        queries_column (`str`): text column of a Hub dataset or jsonl file.
-        max_train_samples (`int`, *optional*): cap on training queries after dedup and shuffle.
-        num_eval_queries (`int`): held-out queries for the eval loss and mean cosine.
-        split_seed (`int`, *optional*): seed of the shuffle that picks the held-out and capped queries; by default the
-            training seed. Fixing it repeats a run with another `seed` on the same queries (and cached embeddings).
-        embedding_cache_dir (`str`): where teacher embeddings are cached (keyed by teacher, revision and data).
-        teacher_batch_size (`int`): batch size when the teacher embeds the queries.
-        embedding_dtype (`str`): how teacher embeddings are stored in the cache; `float16` halves the file.
-        joined_query_fraction (`float`): adds this fraction x the training queries as examples of training queries
-            joined into one longer text (held-out queries stay real); 0 = off.
-        joined_query_max (`int`): each joined example joins 2 to this many queries (uniformly drawn); 2 = pairs.
+    r"""
+    The unlabeled queries a student learns from, and the cache of the teacher's embeddings of them.
+
+    Parameters:
+        > Parameters that choose the queries
+
+        train_queries (`str`):
+            A local `.tsv[.gz]` (`qid<TAB>text`), `.jsonl[.gz]` or `.txt[.gz]` file, a local dataset folder, or a Hub
+            dataset id of unlabeled queries.
+        queries_subset (`str`, *optional*):
+            Subset (config name) of a Hub dataset.
+        queries_split (`str`, *optional*, defaults to `"train"`):
+            Split of a Hub dataset.
+        queries_column (`str`, *optional*, defaults to `"text"`):
+            Text column of a Hub dataset or jsonl file.
+        max_train_samples (`int`, *optional*):
+            Cap on training queries after deduplication and shuffling.
+        num_eval_queries (`int`, *optional*, defaults to `2000`):
+            Held-out queries for the evaluation loss and mean cosine.
+        split_seed (`int`, *optional*):
+            Seed of the shuffle that picks the held-out and capped queries; defaults to the training seed. Fixing it
+            repeats a run with another `seed` on the same queries (and cached embeddings).
+        joined_query_fraction (`float`, *optional*, defaults to `0.0`):
+            Adds this fraction times the training queries as examples of training queries joined into one longer
+            text (held-out queries stay real); 0 is off.
+        joined_query_max (`int`, *optional*, defaults to `2`):
+            Each joined example joins 2 to this many queries, uniformly drawn.
+
+        > Parameters that control the teacher pass
+
+        embedding_cache_dir (`str`, *optional*, defaults to `"~/.cache/hfdistill/embeddings"`):
+            Where teacher embeddings are cached, keyed by teacher, prompt, precision, dtype and texts.
+        teacher_batch_size (`int`, *optional*, defaults to `64`):
+            Batch size of the teacher's encoding.
+        embedding_dtype (`str`, *optional*, defaults to `"float32"`):
+            How teacher embeddings are stored in the cache; `float16` halves the file.
     """
 
     train_queries: str = field(
@@ -197,44 +239,68 @@ class QueryDataArguments:
 
 @dataclass
 class EmbeddingAlignmentConfig(TrainingArguments):
-    """
-    Defaults follow the paper: batch 128, lr 1e-4, AdamW, 1,000 warmup steps, 1 epoch; batches group queries of
-    similar length (`train_sampling_strategy="group_by_length"`), which only removes padding. AdamW's epsilon stays
-    transformers' 1e-8: BERT's 1e-6 is above the `mse` loss's per-parameter gradients on normalized embeddings and
-    would silently shrink its steps.
+    r"""
+    Configuration class for the [`EmbeddingAlignmentTrainer`].
 
-    Args:
-        loss (`str`): `mse` (paper), `cosine`, `mse+cosine` or `l2` between student and teacher embeddings.
-        overwrite_output_dir (`bool`): allow writing into an output directory that already holds a run.
-        retrieval_eval_dir (`str`, *optional*): BEIR-format folder (`corpus.jsonl[.gz]`, `queries.jsonl`,
-            `qrels/test.tsv`); every evaluation then also logs the student's `eval_ndcg_at_10` and `eval_retention`,
-            usable as `metric_for_best_model`.
-        retrieval_cache_dir (`str`): where the teacher's document embeddings for that folder are cached.
-        hub_model_id (`str`, *optional*): with `push_to_hub`, defaults to the output folder's name, as Trainer's.
+    This class includes only the parameters that are specific to embedding alignment. For a full list of training
+    arguments, please refer to the [`~transformers.TrainingArguments`] documentation. Note that default values in this
+    class may differ from those in [`~transformers.TrainingArguments`].
+
+    Parameters:
+        > Parameters that control the loss
+
+        loss (`str`, *optional*, defaults to `"cosine"`):
+            Alignment loss between student and teacher query embeddings: `cosine` (1 - cosine) or `mse` (the
+            paper's).
+
+        > Parameters that control batching
+
+        length_chunk_cost (`int`, *optional*, defaults to `128`):
+            Each training batch is encoded in chunks of queries of similar length, each padded only to its own
+            longest query: the random batch's loss and gradient at a fraction of its padding. A chunk costs this many
+            tokens of overhead (an encoder call); a large value encodes each batch as one padded batch.
+
+        > Parameters that control the output folder and evaluation
+
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Allow writing into an output directory that already holds a run.
+        retrieval_eval_dir (`str`, *optional*):
+            A BEIR-format folder (`corpus.jsonl[.gz]`, `queries.jsonl`, `qrels/test.tsv`); every evaluation then also
+            logs the student's `eval_ndcg_at_10` and `eval_retention`, usable as `metric_for_best_model`.
+        retrieval_cache_dir (`str`, *optional*, defaults to `"~/.cache/hfdistill/embeddings"`):
+            Where the teacher's document embeddings for that folder are cached.
+
+    > [!NOTE]
+    > These parameters have default values different from [`~transformers.TrainingArguments`]: the best recipe we
+    > measured (docs/results.md); the paper's is `recipes/configs/paper-mse.yaml`.
+    > - `learning_rate`: Defaults to `1e-3` instead of `5e-5`.
+    > - `warmup_steps`: Defaults to `0.1` (10% of the steps) instead of `0`.
+    > - `num_train_epochs`: Defaults to `3.0`, as in [`~transformers.TrainingArguments`].
+    > - `per_device_train_batch_size`: Defaults to `128` instead of `8`.
+    > - `per_device_eval_batch_size`: Defaults to `256` instead of `8`.
+    > - `logging_steps`: Defaults to `50` instead of `500`.
+    > - `remove_unused_columns`: Defaults to `False`: the collator needs the teacher embeddings.
+    > - `hub_model_id`: with `push_to_hub`, named after the output folder before the run checks Hub access.
     """
 
-    loss: str = field(default="mse", metadata={"help": f"Alignment loss: {LOSSES}."})
+    loss: str = field(default="cosine", metadata={"help": f"Alignment loss: {LOSSES}."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output directory that already holds a run."}
     )
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     per_device_train_batch_size: int = field(default=128, metadata={"help": "Training batch size per device."})
     per_device_eval_batch_size: int = field(default=256, metadata={"help": "Evaluation batch size per device."})
-    warmup_steps: float = field(default=1000, metadata={"help": "Linear warmup steps (or ratio if < 1)."})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Training epochs."})
+    warmup_steps: float = field(default=0.1, metadata={"help": "Linear warmup steps (or ratio if < 1)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Training epochs."})
     logging_steps: float = field(default=50, metadata={"help": "Log every N steps."})
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the collator needs the teacher embeddings."}
     )
-    train_sampling_strategy: str = field(
-        default="random",
-        metadata={"help": "How batches are drawn: `random`, or `group_by_length` (queries of similar length)."},
-    )
-    length_chunk_cost: int | None = field(
-        default=32,
+    length_chunk_cost: int = field(
+        default=128,
         metadata={
-            "help": "Encode each training batch in chunks of similar-length queries, each padded to its own longest; "
-            "a chunk costs this many tokens of overhead (`None`: one padded batch)."
+            "help": "Encode each batch in chunks of similar-length queries, each padded to its own longest; a chunk "
+            "costs this many tokens of overhead (a large value: one padded batch)."
         },
     )
     retrieval_eval_dir: str | None = field(
@@ -254,6 +320,8 @@ class EmbeddingAlignmentConfig(TrainingArguments):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.length_chunk_cost < 0:
+            raise ValueError(f"length_chunk_cost must be >= 0 (tokens), got {self.length_chunk_cost}.")
         if self.dataloader_pin_memory and (self.use_cpu or not torch.accelerator.is_available()):
             self.dataloader_pin_memory = False  # pinned memory only helps copies to an accelerator
         if self.label_names is None:

@@ -28,20 +28,19 @@ def test_train_queries_is_required_without_a_config(tmp_path, capsys):
     assert "the following arguments are required: --train_queries" in capsys.readouterr().err
 
 
-def test_shipped_configs_parse(tmp_path):
-    from pathlib import Path
-
-    configs = sorted((Path(__file__).parents[1] / "recipes" / "configs").rglob("*.yaml"))
-    assert {c.name for c in configs} >= {
-        "minilm-2L.yaml",
-        "mpnet-2L.yaml",
-        "msmarco-bert-base-2L.yaml",
-        "L4-middle.yaml",
-    }
-    protocols = {}  # study folder -> (loss, lr, epsilon, epochs): a study's rows differ only in their layers
-    for config in configs:
+def test_shipped_configs_parse_and_name_hub_data(tmp_path):
+    """A user's configs name Hub teachers and a Hub dataset of queries (the offline file is a development override);
+    the studies' configs parse too, each study's rows differing only in their layers."""
+    root = ROOT
+    user = sorted((root / "recipes" / "configs").glob("*.yaml"))
+    assert {c.stem for c in user} >= {"minilm-2L", "e5-small-2L", "e5-small-0L", "paper-msmarco-bert-base-2L"}
+    for config in user:
+        student, data, training = parse_args(TYPES, [str(config), "--output_dir", str(tmp_path / config.stem)])
+        assert student.teacher.count("/") == 1 and not student.teacher.startswith(".")  # works outside the repo
+        assert data.train_queries == "sentence-transformers/msmarco-corpus" and data.queries_subset == "query"
+    protocols = {}  # study folder -> (loss, lr, epsilon, epochs)
+    for config in sorted((root / "research" / "configs").rglob("*.yaml")):
         student, _, training = parse_args(TYPES, [str(config), "--output_dir", str(tmp_path / config.stem)])
-        assert student.teacher.count("/") == 1  # a Hub id, so the config works outside this repository
         if config.parent.name.endswith("-study"):
             protocol = (training.loss, training.learning_rate, training.adam_epsilon, training.num_train_epochs)
             assert protocols.setdefault(config.parent.name, protocol) == protocol, config
@@ -51,7 +50,7 @@ def test_shipped_configs_parse(tmp_path):
 @pytest.mark.parametrize(
     "config, family, pooling, prompts, num_layers, layers, query_prompt, student_prompt, document_prompt",
     [
-        ("e5-small-2L", "xlm-roberta", "mean", None, 12, [0, 11], "query: ", "query: ", "passage: "),
+        ("e5-small-2L", "xlm-roberta", "mean", None, 12, [0, 11], "query: ", "", "passage: "),
         ("bge-small-2L", "bert", "cls", None, 12, [0, 11], BGE_INSTRUCTION, BGE_INSTRUCTION, ""),
         ("qwen3-embedding-2L", "qwen3", "lasttoken", QWEN3_PROMPTS, 28, [0, 27], QWEN3_PROMPTS["query"], "", ""),
     ],
@@ -138,7 +137,7 @@ def test_usage_doc_lists_every_option_as_the_dataclasses_define_it():
     usage = (ROOT / "docs" / "usage.md").read_text()
     generated = usage.split('print(options_reference())" -->\n', 1)[1].split("<!-- end of generated options -->")[0]
     assert generated == options_reference(), "regenerate docs/usage.md's options (see CONTRIBUTING.md)"
-    assert "| `--student_query_prompt` | `None` |" in generated and "| `--loss` | `'mse'` |" in generated
+    assert "| `--student_query_prompt` | `None` |" in generated and "| `--loss` | `'cosine'` |" in generated
 
 
 def test_a_push_names_its_repository_before_the_run_as_trainer_would(tmp_path, monkeypatch):

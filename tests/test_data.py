@@ -204,3 +204,19 @@ def test_dataset_puts_the_student_prompt_first(tiny_student):
     tiny_student.config.student_query_prompt = ""
     dataset = QueryAlignmentDataset(["what is x"], torch.ones(1, 32), tiny_student)
     assert dataset[0]["input_ids"] == tiny_student.tokenizer("what is x")["input_ids"]
+
+
+def test_a_local_copy_of_the_configs_hub_dataset_reads_as_the_hub_one(tmp_path):
+    """The shipped configs name `sentence-transformers/msmarco-corpus` (subset `query`, columns qid and text); a
+    folder laid out as that repository is read through the same options."""
+    from datasets import Dataset
+
+    folder = tmp_path / "msmarco-corpus"
+    (folder / "queries").mkdir(parents=True)
+    Dataset.from_dict({"qid": [1, 2, 3], "text": ["what is a", " b c ", ""]}).to_parquet(
+        str(folder / "queries" / "train-00000-of-00001.parquet")
+    )
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: query\n  data_files:\n  - split: train\n    path: queries/train-*\n---\n"
+    )
+    assert load_queries(str(folder), split="train", column="text", subset="query") == ["what is a", "b c"]
