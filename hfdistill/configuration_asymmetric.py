@@ -4,6 +4,8 @@ This file imports only transformers, sentence-transformers and the standard libr
 can copy it into a saved model repository for `trust_remote_code` loading.
 """
 
+import copy
+
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -113,6 +115,10 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
         head (`list[dict]`):
             The teacher's sentence-transformers modules after its transformer (`Pooling`, `Dense`, `Normalize`), each
             `{"type", "path", "config"}`; the student gets a trainable copy, the teacher keeps its own.
+        student_dropout (`float`, *optional*, defaults to `0.0`):
+            Dropout probability of every dropout in the student (hidden, attention, embeddings), applied when it is
+            built: the student regresses the teacher's exact outputs, and dropout only adds noise to that target.
+            `None` keeps its architecture's own.
         student_config (`PreTrainedConfig` or `dict`, *optional*):
             Architecture of a student that is another, smaller encoder (with its own tokenizer) rather than a few of
             the teacher's layers; `None` for a student of the teacher's own layers.
@@ -153,6 +159,7 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
     document_prompt: str = ""
     student_query_prompt: str | None = None
     share_token_embeddings: bool = False
+    student_dropout: float | None = 0.0
     student_config: PreTrainedConfig | dict | None = None
     student_name_or_path: str | None = None
     student_head: list[dict] | None = None
@@ -181,6 +188,8 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
                 f"The student's head gives {student_dim}-d embeddings and the teacher's {self.embedding_dim}-d: "
                 "student queries are searched in the teacher's index, so its head must end in the teacher's size."
             )
+        if self.student_dropout is not None and not 0 <= self.student_dropout < 1:
+            raise ValueError(f"student_dropout must be in [0, 1), got {self.student_dropout}.")
         if self.student_config is not None and self.share_token_embeddings:
             raise ValueError("share_token_embeddings needs a student of the teacher's own layers (one vocabulary).")
 
@@ -188,6 +197,16 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
     def student_architecture(self) -> PreTrainedConfig:
         """The architecture the student keeps `student_layers` of: `student_config`, else the teacher's."""
         return self.student_config if self.student_config is not None else self.teacher_config
+
+    def student_build_config(self) -> PreTrainedConfig:
+        """A copy of the student's architecture to build it from: every dropout probability set to `student_dropout`
+        (its per-layer settings follow the kept layers when they are built)."""
+        config = copy.deepcopy(self.student_architecture)
+        if self.student_dropout is not None:
+            for key, value in vars(config).items():
+                if key.endswith(("dropout", "dropout_prob")) and isinstance(value, float):
+                    setattr(config, key, self.student_dropout)
+        return config
 
     @property
     def pooling_mode(self) -> str | list[str]:

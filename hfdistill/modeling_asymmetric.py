@@ -7,7 +7,6 @@ its config, transformers and sentence-transformers (relative imports only) so th
 it for `trust_remote_code` loading.
 """
 
-import copy
 import inspect
 import json
 import os
@@ -114,7 +113,7 @@ def _encoder(config: AsymmetricDualEncoderConfig, student: bool) -> PreTrainedMo
     """The teacher's architecture without its pooler; for the student, only the kept layers of its architecture (the
     teacher's, or `student_config`), each built as the full model builds it (ModernBERT's first layer differs from
     the others), with their per-layer settings."""
-    architecture = copy.deepcopy(config.student_architecture) if student else config.teacher_config
+    architecture = config.student_build_config() if student else config.teacher_config
     encoder = AutoModel.from_config(  # float32 whatever the checkpoint's dtype: the student trains in it
         architecture, dtype=torch.float32, trust_remote_code=bool(getattr(architecture, "auto_map", None))
     )

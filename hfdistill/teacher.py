@@ -189,6 +189,7 @@ def config_from_teacher(
     document_prompt_name: str | None = None,
     student_query_prompt: str | None = None,
     share_token_embeddings: bool = False,
+    student_dropout: float | None = 0.0,
     student_model: str | None = None,
     student_revision: str | None = None,
     trust_remote_code: bool = False,
@@ -248,6 +249,7 @@ def config_from_teacher(
         document_prompt=resolve_prompt(prompts, "document", document_prompt_name, document_prompt),
         student_query_prompt=student_query_prompt,
         share_token_embeddings=share_token_embeddings,
+        student_dropout=student_dropout,
         **student,
     )
 

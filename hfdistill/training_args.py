@@ -65,6 +65,9 @@ class StudentArguments:
         share_token_embeddings (`bool`, *optional*, defaults to `False`):
             The student uses the teacher's token embeddings, frozen, instead of a trainable copy; a saved student
             stores them once and is saved for transformers only.
+        student_dropout (`float`, *optional*, defaults to `0.0`):
+            Every dropout probability of the student while it trains: it regresses the teacher's exact outputs, and
+            dropout only adds noise to that target. A negative value keeps its architecture's own.
     """
 
     teacher: str = field(
@@ -114,6 +117,9 @@ class StudentArguments:
         default=False,
         metadata={"help": "Use the teacher's token embeddings, frozen, instead of a trainable copy (stored once)."},
     )
+    student_dropout: float = field(
+        default=0.0, metadata={"help": "Dropout of the student while it trains (negative: its architecture's own)."}
+    )
     student_model: str | None = field(
         default=None,
         metadata={
@@ -152,6 +158,7 @@ class StudentArguments:
         return {
             "share_token_embeddings": self.share_token_embeddings,
             "student_model": self.student_model,
+            "student_dropout": self.student_dropout if self.student_dropout >= 0 else None,
             **self.teacher_kwargs,
         }
 

@@ -306,3 +306,18 @@ def test_encode_without_tokenizer_is_a_clear_error(tiny_student):
 def test_encode_empty_and_single_string(tiny_student):
     assert tiny_student.encode_queries([]).shape == (0, 32)
     assert tiny_student.encode_queries("what is dense retrieval").shape == (1, 32)
+
+
+@pytest.mark.parametrize("dropout, expected", [(0.0, {0.0}), (0.25, {0.25}), (None, {0.1})])
+def test_the_students_dropout_is_set_when_it_is_built_and_the_teachers_is_kept(tiny_teacher, tmp_path, dropout,
+                                                                               expected):  # fmt: skip
+    from torch import nn
+
+    student = from_teacher(tiny_teacher, [0, 3], student_dropout=dropout)
+    assert {m.p for m in student.query_encoder.modules() if isinstance(m, nn.Dropout)} == expected
+    assert {m.p for m in student.document_encoder.modules() if isinstance(m, nn.Dropout)} == {0.1}
+    student.save_pretrained(tmp_path)
+    reloaded = AsymmetricDualEncoder.from_pretrained(tmp_path)
+    assert {m.p for m in reloaded.query_encoder.modules() if isinstance(m, nn.Dropout)} == expected
+    with pytest.raises(ValueError, match=r"student_dropout must be in \[0, 1\), got 1.5"):
+        from_teacher(tiny_teacher, [0, 3], student_dropout=1.5)
