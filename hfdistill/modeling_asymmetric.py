@@ -2,9 +2,10 @@
 
 A saved model carries both encoders' weights, so the repository is self-contained: documents are always encoded by
 exactly the teacher the student was aligned to. The teacher is read as sentence-transformers reads it: its prompts,
-and its head (`Pooling`, `Dense`, `Normalize`) built from sentence-transformers' own modules. This file imports only
-its config, transformers and sentence-transformers (relative imports only) so that `register_for_auto_class` can copy
-it for `trust_remote_code` loading.
+and its head (`Pooling`, `Dense`, `Normalize`) built from sentence-transformers' own modules. The student is a few of
+the teacher's layers, or of another, smaller encoder with its own tokenizer. This file imports only its config, its
+persistence, transformers and sentence-transformers (relative imports only) so that `register_for_auto_class` can copy
+them for `trust_remote_code` loading.
 """
 
 import inspect
@@ -141,7 +142,13 @@ def build_head(head: list[dict]) -> nn.ModuleList:
 
 
 class AsymmetricDualEncoder(PreTrainedModel):
-    """Student query encoder (a few teacher layers) + frozen teacher document encoder, sharing one tokenizer."""
+    """Student query encoder (a few layers of the teacher, or of a smaller encoder) + frozen teacher document encoder.
+
+    Args:
+        config (`AsymmetricDualEncoderConfig`):
+            The teacher's architecture, head and prompts, and which student to build. `from_teacher` builds one with
+            the teacher's weights; `from_pretrained` reads a saved one.
+    """
 
     config_class = AsymmetricDualEncoderConfig
     base_model_prefix = "asymmetric_dual_encoder"

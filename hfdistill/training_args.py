@@ -187,10 +187,11 @@ class QueryDataArguments:
         split_seed (`int`, *optional*):
             Seed of the shuffle that picks the held-out and capped queries; defaults to the training seed. Fixing it
             repeats a run with another `seed` on the same queries (and cached embeddings).
-        joined_query_fraction (`float`, *optional*, defaults to `0.0`):
+        joined_query_fraction (`float`, *optional*, defaults to `0.1`):
             Adds this fraction times the training queries as examples of training queries joined into one longer
-            text (held-out queries stay real); 0 is off.
-        joined_query_max (`int`, *optional*, defaults to `2`):
+            text (held-out queries stay real); 0 is off. Search queries are short, so without them a student aligns
+            long inputs (whole arguments, paragraphs used as queries) worst.
+        joined_query_max (`int`, *optional*, defaults to `8`):
             Each joined example joins 2 to this many queries, uniformly drawn.
 
         > Parameters that control the teacher pass
@@ -223,10 +224,10 @@ class QueryDataArguments:
         metadata={"help": f"How teacher embeddings are stored in the cache: {tuple(EMBEDDING_DTYPES)}."},
     )
     joined_query_fraction: float = field(
-        default=0.0, metadata={"help": "Add this fraction x the training queries as joined ones (0 = off)."}
+        default=0.1, metadata={"help": "Add this fraction x the training queries as joined ones (0 = off)."}
     )
     joined_query_max: int = field(
-        default=2, metadata={"help": "Queries per joined example: 2 to this many, uniformly drawn (2 = pairs)."}
+        default=8, metadata={"help": "Queries per joined example: 2 to this many, uniformly drawn (2 = pairs)."}
     )
 
     def __post_init__(self):

@@ -5,7 +5,7 @@ It follows sentence-transformers' example `examples/sentence_transformer/trainin
 model_distillation_layer_reduction.py`: the teacher is loaded as a `SentenceTransformer`, the layers not kept are
 dropped from its encoder, and the student regresses the teacher's embeddings (the `label` column) with `MSELoss`. The
 teacher's vectors are read from hfdistill's cache, so both recipes train on identical targets; the student reads its
-queries with the teacher's query prompt, as hfdistill's does unless told otherwise.
+queries with the teacher's query prompt, as hfdistill's does unless told otherwise (`--student_query_prompt ""`).
 
     HF_HUB_OFFLINE=1 python research/baselines/sentence_transformers_recipe.py \
         --teacher sentence-transformers/all-MiniLM-L6-v2 --student_layers 0 5 \
@@ -43,17 +43,22 @@ from hfdistill.training_args import QueryDataArguments
 class PeerArguments:
     teacher: str = field(metadata={"help": "Hub id or local path of the teacher."})
     student_layers: list[int] = field(metadata={"help": "0-based teacher layers the student keeps."})
+    student_query_prompt: str | None = field(
+        default=None, metadata={"help": "The student's query prompt (default: the teacher's); \"\" = prompt-free."}
+    )
     tasks: list[str] = field(default_factory=lambda: ["scifact", "msmarco-sub5k"], metadata={"help": "Tasks."})
     data_dir: str | None = field(default=None, metadata={"help": "Folder of BEIR-format datasets."})
 
 
 def main(peer: PeerArguments, data_args: QueryDataArguments, args: SentenceTransformerTrainingArguments) -> dict:
     train_texts, eval_texts = load_query_splits(data_args, args.seed)
-    reference = from_teacher(peer.teacher, peer.student_layers)  # the teacher, as hfdistill
+    reference = from_teacher(peer.teacher, peer.student_layers, student_query_prompt=peer.student_query_prompt)
     targets = cached_teacher_embeddings(reference, train_texts, data_args.embedding_cache_dir, 64)
-    prompt = reference.config.query_prompt
+    prompt = reference.config.student_prompt  # the teacher's query prompt, unless the student is prompt-free
 
     student = SentenceTransformer(peer.teacher, device="cpu")
+    if not prompt:  # a prompt-free student: encode_query must not add the cloned teacher's query prompt
+        student.prompts, student.default_prompt_name = {}, None
     encoder = student.transformers_model
     set_layer_stack(encoder, [layer_stack(encoder)[index] for index in peer.student_layers])
     encoder.config.num_hidden_layers = len(peer.student_layers)
