@@ -74,7 +74,7 @@ def main(args: ShapeArguments) -> dict:
         model.config.student_query_prompt = student_prompt
         tokens = [len(ids) for ids in model.tokenize_queries(queries[:1000])["input_ids"]]
         run = measure_speed(model, queries, tuple(args.batch_sizes), args.repeats, args.threads, args.latency_queries)
-        results[name] = {**run, "mean_student_tokens": sum(tokens) / len(tokens)}
+        results[name] = {**run.to_dict(), "mean_student_tokens": sum(tokens) / len(tokens)}
         print(f"{name} student {args.student_layers}, {results[name]['mean_student_tokens']:.1f} tokens per query:")
         print(format_speed(run))
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)

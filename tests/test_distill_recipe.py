@@ -14,7 +14,15 @@ import torch
 from safetensors import safe_open
 
 from hfdistill import AsymmetricDualEncoder, from_teacher
-from tests.conftest import QWEN3_PROMPTS, ROOT, run_recipe_in_process, run_script, tiny_distill_args, write_st_teacher
+from tests.conftest import (
+    QWEN3_PROMPTS,
+    ROOT,
+    SHARED,
+    run_recipe_in_process,
+    run_script,
+    tiny_distill_args,
+    write_st_teacher,
+)
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -22,23 +30,25 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 @pytest.mark.slow
 def test_minilm_recipe_improves_alignment_over_the_truncated_student(minilm, tmp_path):
     out = tmp_path / "minilm-2L"
+    queries = str(SHARED / "data" / "queries" / "train_queries.tsv.gz")  # the offline override of the config's Hub set
     run_script(["recipes/distill.py", "recipes/configs/minilm-2L.yaml", "--output_dir", str(out),
-                "--max_train_samples", "1536", "--num_eval_queries", "300", "--per_device_train_batch_size", "64",
-                "--learning_rate", "5e-4", "--warmup_steps", "0", "--eval_strategy", "no", "--save_strategy", "no",
-                "--embedding_cache_dir", str(tmp_path / "cache"), "--disable_tqdm", "true"], ENV)  # fmt: skip
+                "--train_queries", queries, "--max_train_samples", "1536", "--num_eval_queries", "300",
+                "--per_device_train_batch_size", "64", "--num_train_epochs", "1", "--warmup_steps", "0",
+                "--eval_strategy", "no", "--save_strategy", "no", "--embedding_cache_dir", str(tmp_path / "cache"),
+                "--disable_tqdm", "true"], ENV)  # fmt: skip
     untrained = json.loads((out / "untrained_results.json").read_text())
     trained = json.loads((out / "alignment_results.json").read_text())
     assert trained["eval_loss"] < 0.8 * untrained["untrained_loss"]
     assert trained["eval_mean_cosine"] > untrained["untrained_mean_cosine"] + 0.02
     record = json.loads((out / "distillation.json").read_text())
-    assert record["num_train_queries"] == 1536 and record["global_steps"] == 24
+    assert record["num_train_queries"] == 1536 and record["global_steps"] == 27  # 1,536 queries + 154 joined, by 64
     assert record["adam_epsilon"] == 1e-8  # transformers' default: BERT's 1e-6 shrinks the MSE loss's steps
     assert record["mean_cosine"] == pytest.approx(trained["eval_mean_cosine"])
     assert "Held-out alignment" in (out / "README.md").read_text()
     model = AsymmetricDualEncoder.from_pretrained(out)
     assert model.config.student_layers == [0, 5] and len(model.query_encoder.encoder.layer) == 2
     assert model.config.teacher_name_or_path == minilm
-    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # train and held-out targets
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 3  # queries, with joined ones added, held-out
 
 
 def test_accelerate_launch_two_processes_with_auto_layers(tiny_teacher, queries, tmp_path):
@@ -248,7 +258,7 @@ def test_bf16_mixed_precision_trains_and_embeds_on_cpu(tiny_teacher, queries, tm
     assert math.isfinite(trained["eval_loss"]) and 0.5 < trained["eval_mean_cosine"] <= 1.0
     assert json.loads((out / "distillation.json").read_text())["global_steps"] == 4
     caches = list((tmp_path / "cache").glob("teacher-embeddings-*.safetensors"))
-    assert len(caches) == 2
+    assert len(caches) == 3  # queries, with joined ones added, held-out
     for path in caches:  # the teacher ran under bf16 autocast, and the key says so
         with safe_open(path, framework="pt") as f:
             assert f.metadata()["precision"] == "bfloat16"

@@ -203,7 +203,7 @@ def test_evaluate_recipe_several_students(tiny_student, beir, tmp_path):
     reports = sorted(out.glob("*/eval_results.json"))
     assert len(reports) == 2
     report = json.loads(reports[0].read_text())
-    assert set(report) == {"teacher", "student", "student_layers", "tasks", "mean_retention"}
+    assert set(report) == {"teacher", "student", "student_layers", "tasks", "mean_retention", "environment"}
     assert set(report["tasks"]["tinybeir"]) >= {"teacher", "student", "retention"}
     assert set(report["tasks"]["tinybeir"]["student"]) == {"ndcg_at_10", "recall_at_100", "mrr_at_10"}
 

@@ -13,8 +13,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def test_exported_query_encoders_match_the_torch_student(tmp_path, family_teacher, queries):
-    """fp32 ONNX to 1e-4; int8 weights (per channel, matrix products only) keep cosine >= 0.98: the bound leaves
-    room for tiny random models, whose int8 error is larger than a trained MiniLM's (0.994 at worst, docs). The folder
+    """fp32 ONNX to 1e-4; int8 weights (per channel, matrix products only) keep cosine >= 0.85: the bound leaves
+    room for tiny random models (hidden size 32), whose int8 error is far larger than a real student's and moves
+    with onnxruntime's releases (a real student's: `test_int8_export_of_a_real_student`). The folder
     is the query side as a sentence-transformers model, and the graph's token states are what its `Transformer`
     gives: what sentence-transformers' ONNX backend reads and pools."""
     import onnxruntime
@@ -31,7 +32,7 @@ def test_exported_query_encoders_match_the_torch_student(tmp_path, family_teache
     fp32 = OnnxQueryEncoder(tmp_path / "int8", file_name="onnx/model.onnx").encode_queries(queries[:64], batch_size=16)
     torch.testing.assert_close(fp32, torch_embeddings, atol=1e-4, rtol=1e-4)
     int8 = OnnxQueryEncoder(tmp_path / "int8").encode_queries(queries[:64], batch_size=16)
-    assert torch.nn.functional.cosine_similarity(int8, torch_embeddings).min() > 0.98
+    assert torch.nn.functional.cosine_similarity(int8, torch_embeddings).min() > 0.85
     config = json.loads((tmp_path / "int8" / "query_encoder.json").read_text())
     assert config["file_name"] == "onnx/model_qint8.onnx" and config["prompt"] == model.config.student_prompt
     view = SentenceTransformer(str(tmp_path / "int8"))
@@ -101,3 +102,12 @@ def test_export_recipe_writes_a_loadable_int8_encoder(tmp_path, tiny_student, qu
     )  # the side-by-side baseline
     teacher_onnx = OnnxQueryEncoder(teacher_side.parents[1]).encode_queries(queries)
     torch.testing.assert_close(teacher_onnx, tiny_student.encode_teacher_queries(queries), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_int8_export_of_a_real_student(minilm, real_queries, tmp_path):
+    student = from_teacher(minilm, [0, 5])
+    export_query_encoder(student, tmp_path, quantize="int8")
+    int8 = OnnxQueryEncoder(tmp_path).encode_queries(real_queries[:300], batch_size=32)
+    cosine = torch.nn.functional.cosine_similarity(int8, student.encode_queries(real_queries[:300]))
+    assert cosine.min() > 0.98 and cosine.mean() > 0.99

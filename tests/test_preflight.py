@@ -42,7 +42,10 @@ def test_an_unwritable_or_read_only_folder_is_an_error(tmp_path, monkeypatch):
 def test_a_teacher_folder_that_does_not_exist_or_is_not_cached_offline(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    check_teacher_reachable(str(tmp_path))  # a folder
+    with pytest.raises(ValueError, match=r"holds no model weights \(\*.safetensors"):
+        check_teacher_reachable(str(tmp_path))  # a folder without a model in it
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    check_teacher_reachable(str(tmp_path))  # a model folder
     for missing in (str(tmp_path / "teacher"), "./models/teacher", "~/teacher"):
         with pytest.raises(ValueError, match="no such folder"):
             check_teacher_reachable(missing)
