@@ -190,10 +190,12 @@ class AsymmetricDualEncoder(PreTrainedModel):
         return self
 
     def _embed(
-        self, encoder: nn.Module, input_ids, attention_mask, token_type_ids=None
+        self, encoder: nn.Module, input_ids, attention_mask, token_type_ids=None, inputs_embeds=None
     ) -> tuple[torch.Tensor, ModelOutput]:
-        """(sentence embeddings, the encoder's output) of one encoder and its head."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        """(sentence embeddings, the encoder's output) of one encoder and its head; from `inputs_embeds` (the token
+        embeddings already looked up) instead of `input_ids` when given."""
+        inputs = {"attention_mask": attention_mask}
+        inputs.update({"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids})
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         if self._no_cache["query_encoder" if encoder is self.query_encoder else "document_encoder"]:
@@ -215,6 +217,8 @@ class AsymmetricDualEncoder(PreTrainedModel):
 
         With `chunk_cost`, rows of similar length are encoded together, each chunk cut to its own longest row (see
         `length_chunks`): the same embeddings as one padded batch, for a fraction of the padding when lengths vary.
+        The token embeddings are looked up once for the whole batch, so their table gets one gradient, not one per
+        chunk (for a 250K-token vocabulary, hundreds of megabytes each).
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -223,11 +227,13 @@ class AsymmetricDualEncoder(PreTrainedModel):
                 query_embeds=self._embed(self.query_encoder, input_ids, attention_mask, token_type_ids)[0]
             )
         parts, rows = [], length_chunks(attention_mask.sum(-1), chunk_cost)
+        token_embeddings = self.query_encoder.get_input_embeddings()(input_ids)
         for index in rows:
             mask = attention_mask[index]
             columns = mask.any(0)  # the chunk's tokens, whichever side the batch was padded on
             types = token_type_ids[index][:, columns] if token_type_ids is not None else None
-            parts.append(self._embed(self.query_encoder, input_ids[index][:, columns], mask[:, columns], types)[0])
+            chunk = token_embeddings[index][:, columns]
+            parts.append(self._embed(self.query_encoder, None, mask[:, columns], types, inputs_embeds=chunk)[0])
         embeds = torch.cat(parts)
         return AsymmetricEncoderOutput(query_embeds=embeds[torch.cat(rows).argsort()])
 

@@ -321,3 +321,18 @@ def test_the_students_dropout_is_set_when_it_is_built_and_the_teachers_is_kept(t
     assert {m.p for m in reloaded.query_encoder.modules() if isinstance(m, nn.Dropout)} == expected
     with pytest.raises(ValueError, match=r"student_dropout must be in \[0, 1\), got 1.5"):
         from_teacher(tiny_teacher, [0, 3], student_dropout=1.5)
+
+
+def test_chunks_of_similar_length_give_the_padded_batchs_embeddings_for_every_family(family_teacher, queries):
+    """Every architecture: the chunked forward (one token-embedding lookup, chunks cut to their own length) gives
+    the one padded batch's embeddings, and its table one gradient."""
+    name, teacher = family_teacher
+    model = from_teacher(teacher, [0, 3], **({"student_query_prompt": ""} if name.startswith("qwen3") else {}))
+    model.eval()
+    batch = model.tokenize_queries(queries[:24], padding=True, return_tensors="pt")
+    padded = model(**batch).query_embeds
+    for cost in (0, 4, 10**6):
+        chunked = model(**batch, chunk_cost=cost).query_embeds
+        torch.testing.assert_close(chunked, padded, atol=2e-5, rtol=1e-4)
+    model(**batch, chunk_cost=0).query_embeds.sum().backward()
+    assert model.query_encoder.get_input_embeddings().weight.grad is not None
