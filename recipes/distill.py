@@ -70,6 +70,7 @@ def training_record(student_args, data_args, training_args, trainer, counts, unt
         "embedding_dtype": data_args.embedding_dtype,
         "loss": training_args.loss,
         "share_token_embeddings": student_args.share_token_embeddings,
+        "student_query_prompt": student_args.student_query_prompt,
         "learning_rate": training_args.learning_rate,
         "adam_epsilon": training_args.adam_epsilon,
         "batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes,

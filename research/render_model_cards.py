@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def render(folder: Path) -> None:
     record = json.loads((folder / "eval_results.json").read_text())
     training = json.loads((folder / "distillation.json").read_text())
+    prompt = {"student_query_prompt": training["student_query_prompt"]} if "student_query_prompt" in training else {}
     model = from_teacher(
         record["teacher"], record["student_layers"],
-        share_token_embeddings=training.get("share_token_embeddings", False),
+        share_token_embeddings=training.get("share_token_embeddings", False), **prompt,
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)

@@ -134,6 +134,7 @@ def test_prompt_free_decoder_student_from_the_recipe(queries, tmp_path):
     assert (model.config.query_prompt, model.config.student_prompt) == (QWEN3_PROMPTS["query"], "")
     assert model.tokenizer.padding_side == "left" and model.config.pooling_mode == "lasttoken"
     assert "The student is **prompt-free**" in (out / "README.md").read_text()
+    assert json.loads((out / "distillation.json").read_text())["student_query_prompt"] == ""  # cards re-render from it
 
 
 def test_a_prompt_the_teacher_lacks_fails_before_the_queries_load(tmp_path):
