@@ -7,7 +7,7 @@ dropped from its encoder, and the student regresses the teacher's embeddings (th
 teacher's vectors are read from hfdistill's cache, so both recipes train on identical targets; the student reads its
 queries with the teacher's query prompt, as hfdistill's does unless told otherwise (`--student_query_prompt ""`).
 
-    HF_HUB_OFFLINE=1 python research/baselines/sentence_transformers_recipe.py \
+    HF_HUB_OFFLINE=1 python -m research.baselines.sentence_transformers_recipe \
         --teacher sentence-transformers/all-MiniLM-L6-v2 --student_layers 0 5 \
         --train_queries ../shared/data/queries/train_queries.tsv.gz --max_train_samples 20000 \
         --learning_rate 5e-4 --per_device_train_batch_size 128 --warmup_steps 0.1 \
