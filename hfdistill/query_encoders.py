@@ -1,6 +1,6 @@
 """Query encoders that stand in for a student's PyTorch one against the teacher's document embeddings: the student's
 ONNX export (`export.py`), or any sentence-transformers model whose embeddings live in the teacher's space, such as a
-training-free baseline (model2vec's static vectors of the teacher: scripts/model2vec_baseline.py)."""
+training-free baseline (model2vec's static vectors of the teacher: research/model2vec_baseline.py)."""
 
 from pathlib import Path
 

@@ -40,7 +40,7 @@ class EvaluationArguments:
         metadata={
             "help": "A query encoder to score instead of the student's torch one, against --model's teacher: the "
             "student's export (recipes/export.py), or a sentence-transformers model in the teacher's space (e.g. "
-            "scripts/model2vec_baseline.py)."
+            "research/model2vec_baseline.py)."
         },
     )
 
