@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
@@ -199,3 +200,13 @@ def test_card_carries_the_teachers_license_and_language_or_says_they_are_unknown
     assert "under the teacher's license (apache-2.0)" in card.text and "Which encoder you get" in card.text
     unknown = build_model_card(tiny_student, tmp_path, "tester/tiny")  # a local teacher without a card
     assert unknown.data.license is None and "the teacher's license is not known here" in unknown.text
+
+
+def test_card_states_the_versions_the_package_requires(tiny_student, tmp_path):
+    """A saved folder's code needs what hfdistill needs: the card's minimum versions are setup.cfg's."""
+    tiny_student.save_pretrained(tmp_path)
+    card = write_model_card(tiny_student, tmp_path).read_text()
+    requires = Path(__file__).parents[1].joinpath("setup.cfg").read_text()
+    for package in ("transformers", "sentence-transformers"):
+        (pin,) = re.findall(rf"^\s+{package}(>=[\d.]+)$", requires, flags=re.M)
+        assert f"`{package}{pin}`" in card
