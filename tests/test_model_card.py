@@ -1,6 +1,5 @@
 import json
 import re
-from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
@@ -8,7 +7,7 @@ from huggingface_hub import ModelCard
 from hfdistill import from_teacher
 from hfdistill.hub import stage_for_hub
 from hfdistill.model_card import build_model_card, write_model_card
-from tests.conftest import E5_PROMPTS, run_script, write_st_teacher
+from tests.conftest import E5_PROMPTS, ROOT, run_script, write_st_teacher
 
 EVAL = {
     "teacher": "t",
@@ -206,7 +205,7 @@ def test_card_states_the_versions_the_package_requires(tiny_student, tmp_path):
     """A saved folder's code needs what hfdistill needs: the card's minimum versions are setup.cfg's."""
     tiny_student.save_pretrained(tmp_path)
     card = write_model_card(tiny_student, tmp_path).read_text()
-    requires = Path(__file__).parents[1].joinpath("setup.cfg").read_text()
+    requires = (ROOT / "setup.cfg").read_text()
     for package in ("transformers", "sentence-transformers"):
         (pin,) = re.findall(rf"^\s+{package}(>=[\d.]+)$", requires, flags=re.M)
         assert f"`{package}{pin}`" in card
