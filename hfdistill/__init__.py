@@ -3,9 +3,13 @@
 from transformers import AutoConfig, AutoModel
 
 from .configuration_asymmetric import AsymmetricDualEncoderConfig, select_layers
+from .data import alignment_datasets, load_queries, split_queries
+from .documents import document_inputs, load_documents
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import load_student
 from .teacher import config_from_teacher, from_teacher
+from .trainer import EmbeddingAlignmentTrainer
+from .training_args import EmbeddingAlignmentConfig
 
 __version__ = "0.2.0"
 
@@ -18,9 +22,16 @@ AsymmetricDualEncoder.register_for_auto_class("AutoModel")
 __all__ = [
     "AsymmetricDualEncoder",
     "AsymmetricDualEncoderConfig",
+    "EmbeddingAlignmentConfig",
+    "EmbeddingAlignmentTrainer",
+    "alignment_datasets",
     "config_from_teacher",
+    "document_inputs",
     "from_teacher",
+    "load_documents",
+    "load_queries",
     "load_student",
     "select_layers",
+    "split_queries",
     "__version__",
 ]

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .modeling_asymmetric import AsymmetricDualEncoder
+from .provenance import source_name
 from .teacher_pass import cached_teacher_embeddings
 
 AGREEMENT_FILE = "agreement.json"
@@ -45,22 +46,42 @@ def agreement(
     }
 
 
-def check_before_publishing(model: AsymmetricDualEncoder, args, cache_dir: str | os.PathLike) -> dict | None:
-    """The agreement of `args` (`PublishCheckArguments`) on its sample of queries and documents, or None when it
-    names none; a `ValueError` when the top-10 overlap is below `min_top10_overlap` and `push_anyway` is not set."""
+def check_sets(args) -> list[tuple[str, str]]:
+    """The (queries, documents) sources of a `PublishCheckArguments`: each query set against the document set of the
+    same position, or all against the one document set given."""
+    documents = args.check_documents
+    return [
+        (queries, documents[0] if len(documents) == 1 else documents[i])
+        for i, queries in enumerate(args.check_queries)
+    ]
+
+
+def check_before_publishing(model: AsymmetricDualEncoder, args, cache_dir: str | os.PathLike) -> list[dict] | None:
+    """The agreement of `args` (`PublishCheckArguments`) on each of its query sets (a language, a domain, ...) against
+    its documents, or None when it names none; a `ValueError` when a set's top-10 overlap is below
+    `min_top10_overlap` and `push_anyway` is not set. Every set is read before any is embedded."""
     from .data import load_queries
 
-    if args.check_queries is None:
+    if not args.check_queries:
         return None
-    queries = load_queries(args.check_queries, column=args.check_column)[: args.check_max_queries]
-    documents = load_queries(args.check_documents, column=args.check_column)[: args.check_max_documents]
-    report = agreement(model, queries, documents, cache_dir)
-    print(f"Agreement with the teacher on {report['queries']} queries over {report['documents']} documents: top-10 "
-          f"overlap {report['top_k_overlap']:.1%}, mean query cosine {report['mean_query_cosine']:.4f}")  # fmt: skip
-    if args.min_top10_overlap is not None and report["top_k_overlap"] < args.min_top10_overlap:
-        message = (f"the student's top-10 overlap with its teacher, {report['top_k_overlap']:.1%}, is below "
-                   f"--min_top10_overlap {args.min_top10_overlap:.1%}")  # fmt: skip
+    data = [(query_set, document_set,
+             load_queries(query_set, column=args.check_column)[: args.check_max_queries],
+             load_queries(document_set, column=args.check_column)[: args.check_max_documents])
+            for query_set, document_set in check_sets(args)]  # fmt: skip
+    reports, below = [], []
+    for query_set, document_set, queries, documents in data:
+        report = {"query_set": source_name(query_set), "document_set": source_name(document_set),
+                  **agreement(model, queries, documents, cache_dir)}  # fmt: skip
+        print(f"Agreement with the teacher on {report['query_set']} ({report['queries']} queries over "
+              f"{report['documents']} documents): top-10 overlap {report['top_k_overlap']:.1%}, mean query cosine "
+              f"{report['mean_query_cosine']:.4f}")  # fmt: skip
+        if args.min_top10_overlap is not None and report["top_k_overlap"] < args.min_top10_overlap:
+            below.append(f"{report['top_k_overlap']:.1%} on {report['query_set']}")
+        reports.append(report)
+    if below:
+        message = (f"the student's top-10 overlap with its teacher is below --min_top10_overlap "
+                   f"{args.min_top10_overlap:.1%}: {', '.join(below)}")  # fmt: skip
         if not args.push_anyway:
             raise ValueError(f"Not pushed: {message}; --push_anyway true pushes it anyway.")
         print(f"Pushing anyway: {message}.")
-    return report
+    return reports

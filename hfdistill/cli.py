@@ -1,11 +1,31 @@
 """Command-line parsing for recipes: an optional YAML config, then `--key value` overrides (as TRL's recipes)."""
 
+import argparse
+import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
+
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
+NOISY_LOGGERS = ("mteb", "httpx", "httpcore", "urllib3", "datasets", "sentence_transformers")
+
+
+def setup_logging(level: int | str = logging.INFO) -> None:
+    """A recipe's logging: hfdistill's own progress at `level` (`--log_level` where the recipe has it); transformers'
+    weight loading and saving bars, and the INFO lines of mteb, the Hub's HTTP client, datasets and
+    sentence-transformers, only at `debug`."""
+    import transformers
+
+    level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    logging.basicConfig(format=LOG_FORMAT, level=level, force=True)
+    transformers.utils.logging.set_verbosity(max(level, logging.WARNING))
+    if level > logging.DEBUG:
+        transformers.utils.logging.disable_progress_bar()
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 @contextmanager
@@ -44,8 +64,24 @@ def parse_args(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
             raise ValueError(f"{config_file}: unknown option(s) {unknown}.")
         for name in config:
             known[name].required = False
-        parser.set_defaults(**config)
+        parser.set_defaults(**{name: _typed(known[name], value, config_file) for name, value in config.items()})
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _typed(action, value, config_file: str):
+    """A config file's value as the command line would parse it (each item of a list), or one error naming the file,
+    the option and what it takes: YAML's own types are never trusted (`16.7` for a batch size, `fast` for a rate)."""
+    if value is None or action.type is None:
+        return value
+    items = value if isinstance(value, list) else [value]  # a list where one value is expected: its dataclass decides
+    try:
+        typed = [action.type(str(item)) for item in items]
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        kind = getattr(action.type, "__name__", "a value").replace("string_to_bool", "bool")
+        raise ValueError(f"{config_file}: {action.dest} takes {kind}, got {value!r}.") from None
+    if action.choices is not None and any(item not in action.choices for item in typed):
+        raise ValueError(f"{config_file}: {action.dest} must be one of {list(action.choices)}, got {value!r}.")
+    return typed if isinstance(value, list) else typed[0]
 
 
 def read_config(path: Path) -> dict:

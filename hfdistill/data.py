@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import load_dataset
+from datasets import load_dataset, load_from_disk
 from torch.utils.data import Dataset
 
 from .embedding_cache import EmbeddingRows
@@ -19,7 +19,10 @@ from .teacher_pass import cached_teacher_embeddings
 
 logger = logging.getLogger(__name__)
 
-LOCAL_SUFFIXES = (".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz")
+LINE_SUFFIXES = (".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz")  # read line by line, errors name a line
+DATASET_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv", ".json": "json", ".json.gz": "json",
+                    ".arrow": "arrow"}  # fmt: skip
+LOCAL_SUFFIXES = LINE_SUFFIXES + tuple(DATASET_BUILDERS)
 TOKENIZE_BLOCK = 65536  # queries tokenized at a time: the tokenizer's Python lists stay small
 
 
@@ -52,15 +55,16 @@ def _numbered_lines(path: Path):
         ) from None
 
 
-def _read_local(path: Path, column: str) -> list[str]:
+def _read_lines(path: Path, column: str, extra: tuple[str, ...], column_option: str) -> dict[str, list]:
+    """`column` (and the `extra` fields of jsonl records, None where absent) of a line-per-record file."""
     name = path.name.removesuffix(".gz")
-    texts = []
+    records = {column: [], **{field: [] for field in extra}}
     for number, line in _numbered_lines(path):
         if name.endswith(".tsv"):
             row = line.split("\t", 1)
             if len(row) != 2:
-                raise ValueError(f"{path}: line {number} is not `qid<TAB>text`: {line[:80]!r}")
-            texts.append(row[1])
+                raise ValueError(f"{path}: line {number} is not `id<TAB>text`: {line[:80]!r}")
+            record = {column: row[1]}
         elif name.endswith(".jsonl"):
             try:
                 record = json.loads(line)
@@ -71,37 +75,72 @@ def _read_local(path: Path, column: str) -> list[str]:
             if not isinstance(record, dict) or column not in record:
                 fields = sorted(record) if isinstance(record, dict) else type(record).__name__
                 raise ValueError(
-                    f"{path}: line {number} has no {column!r} field (it has {fields}); set --queries_column."
+                    f"{path}: line {number} has no {column!r} field (it has {fields}); set {column_option}."
                 )
-            texts.append(record[column])
         else:
-            texts.append(line)
-    return texts
+            record = {column: line}
+        for field, values in records.items():
+            values.append(record.get(field))
+    return records
 
 
-def load_queries(source: str, split: str = "train", column: str = "text", subset: str | None = None) -> list[str]:
-    """Query texts from a local `.tsv[.gz]` (`qid\\ttext`), `.jsonl[.gz]`, `.txt[.gz]` file or a Hub dataset."""
+def _read_dataset(source: str, split: str, subset: str | None, what: str):
+    """A `datasets.Dataset` from a local file of a format `datasets` reads, a `save_to_disk` folder, a local dataset
+    folder or a Hub dataset id; one `ValueError` naming the source when none of them reads it."""
+    path = Path(source).expanduser()
+    builder = next((b for suffix, b in DATASET_BUILDERS.items() if path.name.endswith(suffix)), None)
+    try:
+        if builder is not None:
+            return load_dataset(builder, data_files=str(path), split="train")
+        if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():  # Dataset.save_to_disk
+            return load_from_disk(str(path))
+        if (path / "dataset_dict.json").is_file():  # DatasetDict.save_to_disk
+            return load_from_disk(str(path))[split]
+        return load_dataset(source, subset, split=split)
+    except Exception as error:  # noqa: BLE001 - datasets raises many types; the user needs what and where
+        kind = "file" if builder else "dataset folder" if path.is_dir() else "Hub dataset"
+        raise ValueError(
+            f"Cannot read {what} from {source!r} as a {kind} ({type(error).__name__}: {str(error)[:300]}); give a "
+            f"{'/'.join(LOCAL_SUFFIXES)} file, a dataset folder or a Hub dataset id."
+        ) from error
+
+
+def load_records(
+    source: str,
+    column: str = "text",
+    split: str = "train",
+    subset: str | None = None,
+    extra: tuple[str, ...] = (),
+    what: str = "queries",
+    column_option: str | None = None,
+) -> dict[str, list]:
+    """The `column` of every record of a local `.tsv[.gz]` (`id\\ttext`), `.jsonl[.gz]` or `.txt[.gz]` file, a file
+    `datasets` reads (`.parquet`, `.csv[.gz]`, `.json[.gz]`, `.arrow`), a `save_to_disk` folder or a Hub dataset, and
+    the `extra` fields where the source has them (None otherwise). Errors name what is read (`queries`,
+    `documents`) and the option that sets its column (`--queries_column` by default)."""
+    kind, column_option = {"queries": "Query", "documents": "Document"}[what], column_option or f"--{what}_column"
     path = Path(source).expanduser()
     if path.name.endswith(LOCAL_SUFFIXES) or path.is_file():
         if path.is_dir():
-            raise ValueError(f"Query file {source!r} is a folder; give the query file itself.")
+            raise ValueError(f"{kind} file {source!r} is a folder; give the file itself.")
         if not path.is_file():
-            raise FileNotFoundError(f"Query file {source!r} does not exist.")
+            raise FileNotFoundError(f"{kind} file {source!r} does not exist.")
         if not path.name.endswith(LOCAL_SUFFIXES):
-            raise ValueError(f"Query file {source!r}: unsupported format; use one of {LOCAL_SUFFIXES}.")
-        texts = _read_local(path, column)
-    else:
-        try:  # a Hub dataset id, or a local dataset folder
-            dataset = load_dataset(source, subset, split=split)
-        except Exception as error:  # noqa: BLE001 - datasets raises many types; the user needs what and where
-            kind = "dataset folder" if path.is_dir() else "Hub dataset"
-            raise ValueError(
-                f"Cannot read queries from {source!r} as a {kind} ({type(error).__name__}: {str(error)[:300]}); "
-                f"give a {'/'.join(LOCAL_SUFFIXES)} file or a Hub dataset id."
-            ) from error
-        if column not in dataset.column_names:
-            raise ValueError(f"Dataset {source!r} has no column {column!r}; columns: {dataset.column_names}.")
-        texts = dataset[column]
+            raise ValueError(f"{kind} file {source!r}: unsupported format; use one of {LOCAL_SUFFIXES}.")
+        if path.name.endswith(LINE_SUFFIXES):
+            return _read_lines(path, column, extra, column_option)
+    dataset = _read_dataset(source, split, subset, what)
+    if column not in dataset.column_names:
+        raise ValueError(
+            f"Dataset {source!r} has no column {column!r}; columns: {dataset.column_names}; set {column_option}."
+        )
+    return {field: dataset[field] if field in dataset.column_names else [None] * len(dataset)
+            for field in (column, *extra)}  # fmt: skip
+
+
+def load_queries(source: str, split: str = "train", column: str = "text", subset: str | None = None) -> list[str]:
+    """Query texts (stripped, blank ones dropped) from any source `load_records` reads."""
+    texts = load_records(source, column, split, subset)[column]
     texts = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise ValueError(f"No queries found in {source!r}.")
@@ -161,12 +200,11 @@ def training_texts(data_args, train_queries: list[str], seed: int) -> list[str]:
 class QueryAlignmentDataset(Dataset):
     """(tokenized query, teacher embedding) pairs.
 
-    Queries are tokenized once up front, as the student reads them (`model.tokenize_queries`: its prompt first), so
-    that each item carries `input_ids`: the Trainer's `group_by_length` sampler takes their `lengths` and batches
-    queries of similar length, which removes most padding (training queries average ~8 tokens, a random batch of 128
-    pads to ~21). Token ids are kept in one flat array of the smallest integer type that holds the vocabulary
-    (millions of queries as Python lists would take gigabytes); the teacher embeddings stay as given: a tensor, or
-    `EmbeddingRows` read from the cache file as items are taken.
+    Queries are tokenized once up front, as the student reads them (`model.tokenize_queries`: its prompt first), not
+    again every epoch; the trainer encodes each random batch in chunks of similar length from their token counts, and
+    `lengths` gives those counts to the `group_by_length` sampler too. Token ids are kept in one flat array of the
+    smallest integer type that holds the vocabulary (millions of queries as Python lists would take gigabytes); the
+    teacher embeddings stay as given: a tensor, or `EmbeddingRows` read from the cache file as items are taken.
     """
 
     def __init__(

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from .embedding_cache import CACHE_VERSION, teacher_fingerprint
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import check_side
 from .provenance import environment
-from .retrieval_tasks import LocalBeirRetrieval
+from .retrieval_tasks import LocalBeirRetrieval, task_languages
 from .teacher_pass import cached_teacher_embeddings
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,14 @@ def teacher_scores(
     )
     scores = retrieval_scores(encoder, task)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, **key_fields, "scores": scores}, indent=2))
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # written whole, then renamed: never a truncated file
+    try:
+        partial.write_text(json.dumps({"key": key, **key_fields, "scores": scores}, indent=2))
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        logger.warning("The teacher's scores could not be cached in %s (%s); they are recomputed next time.",
+                       path.parent, error.strerror or error)  # fmt: skip
     return scores
 
 
@@ -131,6 +139,7 @@ def evaluate_student(
         )
         report["tasks"][task.metadata.name] = {
             "dataset": task.metadata.dataset["path"],  # a Hub id, or the local folder
+            "languages": task_languages(task),
             "teacher": teacher,
             "student": student,
             "retention": student["ndcg_at_10"] / teacher["ndcg_at_10"] if teacher["ndcg_at_10"] else 0.0,

@@ -180,7 +180,7 @@ class OnnxQueryEncoder:
 
     def encode_queries(self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False):
         # Batches are assembled in numpy and the tensor made once: a torch op between two runs wakes torch's own
-        # threads, which then compete with ONNX Runtime's for the cores (measured in docs/results.md §7).
+        # threads, which then compete with ONNX Runtime's for the cores (measured: research/notebook.md, serving).
         prompt, order = self.config["prompt"], sorted(range(len(queries)), key=lambda i: -len(queries[i]))
         out = np.empty((len(queries), self.config["embedding_dim"]), dtype=np.float32)
         for start in range(0, len(queries), batch_size):

@@ -16,8 +16,9 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from .agreement import AGREEMENT_FILE
-from .model_card import EXPORTED_EVAL_RESULTS, write_model_card
+from .model_card import EXPORTED_EVAL_RESULTS, teacher_base_model, write_model_card
 from .modeling_asymmetric import AsymmetricDualEncoder
+from .provenance import is_hub_id
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,12 @@ class PushError(RuntimeError):
 
 
 def stage_for_hub(
-    model: AsymmetricDualEncoder, model_dir: str | Path, staging: Path, repo_id: str, agreement: dict | None = None
+    model: AsymmetricDualEncoder,
+    model_dir: str | Path,
+    staging: Path,
+    repo_id: str,
+    agreement: list[dict] | None = None,
+    base_model: str | None = None,
 ) -> None:
     """Copy what a Hub repo needs into `staging`: the saved student (its one layout serves transformers and
     sentence-transformers), its results, the agreement check made before this push, and a card; no checkpoints or
@@ -45,7 +51,7 @@ def stage_for_hub(
     )
     if agreement is not None:
         (staging / AGREEMENT_FILE).write_text(json.dumps(agreement, indent=2))
-    write_model_card(model, staging, repo_id)
+    write_model_card(model, staging, repo_id, base_model)
 
 
 @contextmanager
@@ -112,6 +118,7 @@ def push_to_hub(
     revision: str | None = None,
     check=None,
     cache_dir: str = "~/.cache/hfdistill/embeddings",
+    base_model: str | None = None,
     **push_kwargs,
 ) -> str:
     """Publish the student saved in `model_dir`: weights, config, tokenizer, code, card, results in one commit. The
@@ -122,7 +129,11 @@ def push_to_hub(
     from .persistence import load_student
 
     model = load_student(str(model_dir))
+    teacher = teacher_base_model(model_dir, model.config, base_model)
+    if not is_hub_id(teacher):
+        raise ValueError(f"The teacher of {str(model_dir)!r} was loaded from {teacher!r}, a local path, which the "
+                         "card cannot name as its base model: pass --base_model <the teacher's Hub id>.")  # fmt: skip
     report = check_before_publishing(model, check, cache_dir) if check is not None else None
     with tempfile.TemporaryDirectory() as staging:
-        stage_for_hub(model, model_dir, Path(staging), repo_id, report)
+        stage_for_hub(model, model_dir, Path(staging), repo_id, report, base_model)
         return push_folder(staging, repo_id, private=private, revision=revision, **push_kwargs)

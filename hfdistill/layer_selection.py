@@ -165,6 +165,7 @@ def select_student_layers(
         data_args.embedding_cache_dir,
         max_candidates,
         candidates=candidates,
+        student_query_prompt=student_args.student_query_prompt,  # candidates read queries as the student will
         **student_args.teacher_kwargs,
     )
     record = {"selected": best, "ranking": ranking}

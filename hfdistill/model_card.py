@@ -10,6 +10,7 @@ from transformers.utils import cached_file
 from .agreement import AGREEMENT_FILE
 from .benchmark import SpeedResults
 from .modeling_asymmetric import AsymmetricDualEncoder
+from .provenance import is_hub_id, source_name
 
 logger = logging.getLogger(__name__)
 
@@ -27,24 +28,19 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _is_hub_id(name: str) -> bool:
-    """A Hub dataset id (`owner/name`), not a local file the card metadata should not point to."""
-    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
-
-
 def _dataset_fields(name: str, dataset: str | None) -> dict:
     """model-index dataset fields: a Hub dataset by its id; a local set by its name, said to be local, so the card
     never passes a local copy off as the Hub dataset."""
-    if dataset is not None and _is_hub_id(dataset):
+    if dataset is not None and is_hub_id(dataset):
         return {"dataset_type": dataset, "dataset_name": name}
     return {"dataset_type": name, "dataset_name": f"{name} (local BEIR-format set)"}
 
 
-def _describe_queries(source: str) -> str:
-    """The training queries in the card: a Hub dataset linked by id, a local file by its name only."""
-    if _is_hub_id(source):
+def _describe_source(source: str) -> str:
+    """Training text in the card: a Hub dataset linked by id, a local file by its folder and name only."""
+    if is_hub_id(source):
         return f"[{source}](https://huggingface.co/datasets/{source})"
-    return f"a local query file (`{Path(source).name}`)"
+    return f"a local file (`{source_name(source)}`)"
 
 
 def describe_head(head: list[dict]) -> str:
@@ -85,6 +81,15 @@ def speed_rows(results: SpeedResults) -> dict:
     }  # fmt: skip
 
 
+def measured_languages(training: dict | None, results: list[dict]) -> list[str]:
+    """The languages a card may claim: those of the training text (`train_languages`) and of the tasks the student
+    was evaluated on; never the teacher's list, which the student was not checked against."""
+    languages = set((training or {}).get("train_languages") or [])
+    for result in results:
+        languages.update(code for task in result.get("tasks", {}).values() for code in task.get("languages", []))
+    return sorted(languages)
+
+
 def teacher_card_data(config) -> dict:
     """The teacher's `license` and `language` from its own card's metadata (the student repository redistributes its
     weights under them); `{}` where that card cannot be read."""
@@ -101,8 +106,19 @@ def teacher_card_data(config) -> dict:
     return {key: getattr(data, key) for key in ("license", "language") if getattr(data, key, None)}
 
 
-def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None) -> ModelCard:
-    """The card of the student saved in `model_dir`, from its config and the JSON records found there."""
+def teacher_base_model(model_dir: str | Path, config, base_model: str | None = None) -> str:
+    """What a card names as the teacher: `base_model`, else the Hub id the run recorded for a teacher loaded from a
+    local copy (`--base_model`), else where the teacher was loaded from."""
+    training = _read_json(Path(model_dir) / TRAINING_RECORD) or {}
+    return base_model or training.get("base_model") or config.teacher_name_or_path
+
+
+def build_model_card(
+    model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None, base_model: str | None = None
+) -> ModelCard:
+    """The card of the student saved in `model_dir`, from its config and the JSON records found there. `base_model`
+    is the teacher's Hub id where it was loaded from a local copy; a local path is never written as the base model
+    or linked."""
     model_dir = Path(model_dir)
     config = model.config
     repo_id = repo_id or str(model_dir)
@@ -116,16 +132,28 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
     speed = _read_json(model_dir / "speed_results.json")
     speed = SpeedResults.from_dict(speed) if speed else None
     agreement = _read_json(model_dir / AGREEMENT_FILE)
+    if isinstance(agreement, dict):  # one set, as checks before several sets were recorded
+        agreement = [agreement]
     has_sentence_transformers = (model_dir / "modules.json").is_file()
     inherited = teacher_card_data(config)
+    base = teacher_base_model(model_dir, config, base_model)
+    languages = measured_languages(training, [eval_results or {}, *exported_eval_results.values()])
     card_data = ModelCardData(
-        **inherited,
-        model_name=repo_id.split("/")[-1],
+        license=inherited.get("license"),
+        language=languages or None,
+        model_name=repo_id.split("/")[-1] if eval_results else None,  # the model-index name, with results only
         library_name="sentence-transformers" if has_sentence_transformers else "transformers",
         pipeline_tag="feature-extraction",
-        base_model=config.teacher_name_or_path,
+        base_model=base if is_hub_id(base) else None,
         tags=TAGS,
-        datasets=[training["train_queries"]] if training and _is_hub_id(training["train_queries"]) else None,
+        datasets=[
+            source
+            for source in [training["train_queries"], *(training.get("train_documents") or [])]
+            if is_hub_id(source)
+        ]
+        or None
+        if training
+        else None,
         eval_results=[
             EvalResult(
                 task_type="retrieval",
@@ -143,7 +171,9 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         template_path=str(TEMPLATE),
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
-        teacher=config.teacher_name_or_path,
+        teacher=base,
+        teacher_on_hub=is_hub_id(base),
+        teacher_copy=config.teacher_name_or_path if base != config.teacher_name_or_path else None,
         teacher_revision=config.teacher_revision,
         student_layers=list(config.student_layers),
         num_student_layers=len(config.student_layers),
@@ -163,7 +193,12 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
         speed=speed_rows(speed) if speed else None,
         onnx_backends=sorted({*exported_eval_results, *(speed.backends[1:] if speed else [])}),
         training=training,
-        train_queries=_describe_queries(training["train_queries"]) if training else None,
+        train_queries=_describe_source(training["train_queries"]) if training else None,
+        train_documents=[_describe_source(source) for source in (training or {}).get("train_documents") or []],
+        languages=languages,
+        teacher_languages=[inherited["language"]]
+        if isinstance(inherited.get("language"), str)
+        else inherited.get("language"),
         has_sentence_transformers=has_sentence_transformers,
         agreement=agreement,
         license=inherited.get("license"),
@@ -173,11 +208,13 @@ def build_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_i
     )
 
 
-def write_model_card(model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None) -> Path | None:
+def write_model_card(
+    model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None, base_model: str | None = None
+) -> Path | None:
     """Render and save README.md; a card problem is logged, never raised, so it cannot break training or a push."""
     try:
         path = Path(model_dir) / "README.md"
-        build_model_card(model, model_dir, repo_id).save(path)
+        build_model_card(model, model_dir, repo_id, base_model).save(path)
         return path
     except Exception as error:  # noqa: BLE001 - the card is documentation, never a reason to fail
         logger.warning("Could not write the model card in %s: %s", model_dir, error)

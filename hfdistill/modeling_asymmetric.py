@@ -252,8 +252,17 @@ class AsymmetricDualEncoder(PreTrainedModel):
 
     @torch.inference_mode()
     def _encode(
-        self, encoder: nn.Module, texts: list[str], prompt: str, batch_size: int, show_progress_bar: bool, desc: str
+        self,
+        encoder: nn.Module,
+        texts: list[str],
+        prompt: str,
+        batch_size: int,
+        show_progress_bar: bool,
+        desc: str,
+        progress=None,
     ) -> torch.Tensor:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
         tokenizer = self.query_tokenizer if encoder is self.query_encoder else self.tokenizer
         if tokenizer is None:
             raise ValueError("This model has no tokenizer attached; load it with from_pretrained or from_teacher.")
@@ -275,6 +284,8 @@ class AsymmetricDualEncoder(PreTrainedModel):
             ).to(self.device)
             embeds, _ = self._embed(encoder, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
             out[idx] = embeds.float().cpu()
+            if progress is not None:  # a caller's progress bar (the teacher pass), moved per batch
+                progress.update(len(idx))
         if was_training:
             self.train()
         return out
@@ -284,17 +295,23 @@ class AsymmetricDualEncoder(PreTrainedModel):
         prompt = self.config.student_prompt
         return self._encode(self.query_encoder, queries, prompt, batch_size, show_progress_bar, "Student: queries")
 
-    def encode_teacher_queries(self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False):
-        """Embed queries with the frozen teacher and its query prompt (the distillation targets)."""
+    def encode_teacher_queries(
+        self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False, progress=None
+    ):
+        """Embed queries with the frozen teacher and its query prompt (the distillation targets); `progress` (a
+        `tqdm`) is moved by each batch."""
         prompt = self.config.query_prompt
-        return self._encode(self.document_encoder, queries, prompt, batch_size, show_progress_bar, "Teacher: queries")
+        return self._encode(self.document_encoder, queries, prompt, batch_size, show_progress_bar,
+                            "Teacher: queries", progress)  # fmt: skip
 
-    def encode_documents(self, documents: list[str], batch_size: int = 32, show_progress_bar: bool = False):
-        """Embed documents with the frozen teacher and its document prompt: a `(n, d)` float tensor on CPU."""
+    def encode_documents(
+        self, documents: list[str], batch_size: int = 32, show_progress_bar: bool = False, progress=None
+    ):
+        """Embed documents with the frozen teacher and its document prompt: a `(n, d)` float tensor on CPU;
+        `progress` (a `tqdm`) is moved by each batch."""
         prompt = self.config.document_prompt
-        return self._encode(
-            self.document_encoder, documents, prompt, batch_size, show_progress_bar, "Teacher: documents"
-        )
+        return self._encode(self.document_encoder, documents, prompt, batch_size, show_progress_bar,
+                            "Teacher: documents", progress)  # fmt: skip
 
     def to_sentence_transformer(self):
         """A `SentenceTransformer` whose `Router` sends queries to the student and documents to the teacher.

@@ -44,3 +44,17 @@ def environment() -> dict:
         "packages": {package: _version(package) for package in PACKAGES},
         "hfdistill_commit": _commit(),
     }
+
+
+def is_hub_id(name: str) -> bool:
+    """A Hub repository id (`owner/name`), not a local file or folder that a card or record should not point to."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+
+def source_name(source: str) -> str:
+    """How a record or card names a data source: a Hub id as it is, a local file by its folder and name (never the
+    local path above it)."""
+    if is_hub_id(source):
+        return source
+    path = Path(source)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name

@@ -59,7 +59,9 @@ class LocalBeirRetrieval(AbsTaskRetrieval):
     data: dict
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> "LocalBeirRetrieval":
+    def from_folder(cls, folder: str | Path, languages: list[str] | None = None) -> "LocalBeirRetrieval":
+        """The task of a BEIR-format folder; `languages` (codes such as `de`) are what its queries and documents are
+        written in, recorded with its scores (`und`, undetermined, when not given)."""
         folder = Path(folder)
         data = read_beir_folder(folder)
         # texts, not just ids, so an edited document or query gives a new revision (and new cached teacher scores)
@@ -75,7 +77,7 @@ class LocalBeirRetrieval(AbsTaskRetrieval):
             category="t2t",
             modalities=["text"],
             eval_splits=["test"],
-            eval_langs=["eng-Latn"],
+            eval_langs=list(languages or ["und"]),
             main_score="ndcg_at_10",
         )
         task = type(f"LocalBeirRetrieval_{folder.name}", (cls,), {"metadata": metadata})()
@@ -107,12 +109,21 @@ class LocalBeirRetrieval(AbsTaskRetrieval):
         self.data_loaded = True
 
 
-def resolve_task(name: str, data_dir: str | Path | None = None) -> AbsTaskRetrieval:
-    """A local BEIR folder `<data_dir>/<name>` when it exists, else mteb's registered retrieval task of that name."""
+def resolve_task(
+    name: str, data_dir: str | Path | None = None, languages: list[str] | None = None
+) -> AbsTaskRetrieval:
+    """A local BEIR folder `<data_dir>/<name>` (written in `languages`) when it exists, else mteb's registered
+    retrieval task of that name (whose metadata knows its languages)."""
     if data_dir is not None and (Path(data_dir) / name).is_dir():
-        return LocalBeirRetrieval.from_folder(Path(data_dir) / name)
+        return LocalBeirRetrieval.from_folder(Path(data_dir) / name, languages)
     registered = {task.metadata.name.lower(): task.metadata.name for task in mteb.get_tasks(task_types=["Retrieval"])}
     if name.lower() not in registered:
         where = f" nor a folder under {str(data_dir)!r}" if data_dir is not None else ""
         raise ValueError(f"Unknown task {name!r}: not an mteb retrieval task{where}.")
     return mteb.get_task(registered[name.lower()])
+
+
+def task_languages(task: AbsTaskRetrieval) -> list[str]:
+    """The languages a task's scores were measured in (ISO 639 codes; mteb's tasks give ISO 639-3), none when they
+    were not recorded."""
+    return sorted({language for language in task.metadata.languages if language != "und"})

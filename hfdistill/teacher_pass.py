@@ -54,9 +54,12 @@ def _shard(cache_dir: Path, key: str, first: int, end: int) -> tuple[Path, str]:
     return cache_dir / SHARD_FILE.format(key, first), f"{key}:{first}:{end}"
 
 
-def _embed(encode, texts: list[str], first: int, batch_size: int, dtype: torch.dtype) -> torch.Tensor:
-    """The teacher's embeddings of `texts` (from `first` on), refused if any is not finite."""
-    shard = encode(texts, batch_size=batch_size).to(dtype)
+def _embed(encode, texts: list[str], first: int, batch_size: int, dtype: torch.dtype, progress=None) -> torch.Tensor:
+    """The teacher's embeddings of `texts` (from `first` on), refused if any is not finite; `progress` moves with each
+    batch."""
+    shard = encode(texts, batch_size=batch_size, progress=progress).to(dtype)
+    if shard.shape[0] != len(texts):  # never cache a partial pass as if it were complete
+        raise ValueError(f"The teacher returned {shard.shape[0]} embeddings for {len(texts)} texts; none were cached.")
     if not torch.isfinite(shard).all():
         raise FloatingPointError(
             f"The teacher's embeddings of texts {first} to {first + len(texts)} hold non-finite values (NaN or inf); "
@@ -77,11 +80,12 @@ def _embed_shards(encode, texts, start, cache_dir, key, batch_size, dtype) -> tu
         for first, end in mine:
             path, shard_key = _shard(cache_dir, key, first, end)
             if read_cached(path, shard_key, end - first) is None:
-                shard = _embed(encode, texts[first:end], first, batch_size, dtype)
+                shard = _embed(encode, texts[first:end], first, batch_size, dtype, progress)
                 embedded += end - first
                 if not write_cache(path, shard, {"key": shard_key}):
                     kept[first] = shard
-            progress.update(end - first)
+            else:
+                progress.update(end - first)
     state.wait_for_everyone()
     if kept and state.num_processes > 1:
         raise OSError(

@@ -1,5 +1,6 @@
 """Arguments of a distillation run: which student, which queries, how to train (HfArgumentParser dataclasses)."""
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import torch
 from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
+from .documents import DOCUMENT_INPUTS, check_document_inputs
 from .embedding_cache import EMBEDDING_DTYPES
 from .losses import LOSSES
 
@@ -25,6 +27,9 @@ class StudentArguments:
             Hub id or local path of the teacher, kept frozen as the document encoder.
         teacher_revision (`str`, *optional*):
             Hub revision of the teacher.
+        base_model (`str`, *optional*):
+            The teacher's Hub id when `teacher` is a local copy of it: the model card names it as the base model (a
+            local path is never published as one).
         pooling (`str`, *optional*):
             Overrides the teacher's sentence-transformers pooling; needed for a teacher without sentence-transformers
             files.
@@ -74,10 +79,13 @@ class StudentArguments:
         default="sentence-transformers/all-MiniLM-L6-v2", metadata={"help": "Hub id or local path of the teacher."}
     )
     teacher_revision: str | None = field(default=None, metadata={"help": "Hub revision of the teacher."})
+    base_model: str | None = field(
+        default=None, metadata={"help": "The teacher's Hub id when --teacher is a local copy (named on the card)."}
+    )
     student_layers: list[str] | None = field(  # indices, or `auto`; converted to ints in __post_init__
         default=None,
         metadata={
-            "help": "0-based teacher layers to keep, at least one, e.g. `0 5` (overrides the strategy), or `auto`."
+            "help": "0-based teacher layers to keep, e.g. `0 5` (overrides the strategy; `[]` in a config: none), or `auto`."
         },
     )
     layer_strategy: str = field(
@@ -142,12 +150,12 @@ class StudentArguments:
 
     @property
     def teacher_kwargs(self) -> dict:
-        """How the teacher is loaded, for `from_teacher` and `auto_select_layers` alike."""
+        """How the teacher is loaded and read (revision, pooling, prompts), for `from_teacher` and
+        `auto_select_layers` alike."""
         prompts = ("query_prompt", "document_prompt", "query_prompt_name", "document_prompt_name")
         return {
             "revision": self.teacher_revision,
             "pooling": self.pooling,
-            "student_query_prompt": self.student_query_prompt,
             "trust_remote_code": self.trust_remote_code,
             **{name: getattr(self, name) for name in prompts},
         }
@@ -156,6 +164,7 @@ class StudentArguments:
     def student_kwargs(self) -> dict:
         """How the student is built from the teacher, for `from_teacher` in the recipe and in layer trials."""
         return {
+            "student_query_prompt": self.student_query_prompt,
             "share_token_embeddings": self.share_token_embeddings,
             "student_model": self.student_model,
             "student_dropout": self.student_dropout if self.student_dropout >= 0 else None,
@@ -194,6 +203,33 @@ class QueryDataArguments:
         joined_query_max (`int`, *optional*, defaults to `8`):
             Each joined example joins 2 to this many queries, uniformly drawn.
 
+        > Parameters that add the documents of the user's own index
+
+        train_documents (`list[str]`, *optional*):
+            The documents the student's queries will search (a BEIR `corpus.jsonl[.gz]`, any file `train_queries`
+            takes, a local dataset folder or a Hub dataset; several for an index of several corpora). Texts cut from
+            them at query length are aligned to the teacher's query embeddings beside the queries: the student
+            learns the index's own language and vocabulary.
+        documents_subset (`str`, *optional*):
+            Subset (config name) of a Hub dataset of documents.
+        documents_split (`str`, *optional*, defaults to `"train"`):
+            Split of a Hub dataset of documents.
+        documents_column (`str`, *optional*, defaults to `"text"`):
+            Text column of the documents.
+        documents_title_column (`str`, *optional*, defaults to `"title"`):
+            Title column of the documents, where they have one (read for `titles`).
+        document_fraction (`float`, *optional*, defaults to `0.2`):
+            Adds this fraction times the training queries as texts cut from the documents (fewer where a small
+            corpus holds fewer distinct ones).
+        document_inputs (`list[str]`, *optional*, defaults to `["sentences", "spans"]`):
+            What is cut from the documents: `sentences`, `spans` of tokens, `titles`; each text is one of them, drawn
+            at random.
+        document_span_tokens (`list[int]`, *optional*, defaults to `[4, 24]`):
+            The shortest and longest span, in the student's tokens.
+        train_languages (`list[str]`, *optional*):
+            The languages of the training text, queries and documents (ISO 639 codes such as `en de`). The model
+            card lists them, with the languages of the tasks the student was evaluated on, and no others.
+
         > Parameters that control the teacher pass
 
         embedding_cache_dir (`str`, *optional*, defaults to `"~/.cache/hfdistill/embeddings"`):
@@ -230,6 +266,30 @@ class QueryDataArguments:
         default=8, metadata={"help": "Queries per joined example: 2 to this many, uniformly drawn (2 = pairs)."}
     )
 
+    train_documents: list[str] | None = field(
+        default=None,
+        metadata={"help": "Documents of the index the student will search (BEIR corpus.jsonl, any query format, "
+                  "or a Hub dataset): texts cut from them are aligned beside the queries."},
+    )  # fmt: skip
+    documents_subset: str | None = field(default=None, metadata={"help": "Subset of a Hub dataset of documents."})
+    documents_split: str = field(default="train", metadata={"help": "Split of a Hub dataset of documents."})
+    documents_column: str = field(default="text", metadata={"help": "Text column of the documents."})
+    documents_title_column: str = field(default="title", metadata={"help": "Title column of the documents."})
+    document_fraction: float = field(
+        default=0.2, metadata={"help": "Add this fraction x the training queries as texts cut from the documents."}
+    )
+    document_inputs: list[str] = field(
+        default_factory=lambda: ["sentences", "spans"],
+        metadata={"help": f"What is cut from the documents: some of {DOCUMENT_INPUTS}."},
+    )
+    document_span_tokens: list[int] = field(
+        default_factory=lambda: [4, 24], metadata={"help": "Shortest and longest document span, in tokens."}
+    )
+    train_languages: list[str] | None = field(
+        default=None,
+        metadata={"help": "Languages of the queries and documents (e.g. `en de`), listed on the model card."},
+    )
+
     def __post_init__(self):
         if self.embedding_dtype not in EMBEDDING_DTYPES:
             raise ValueError(
@@ -239,6 +299,9 @@ class QueryDataArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}.")
+        if not 0 < self.document_fraction < float("inf"):
+            raise ValueError(f"document_fraction must be a number > 0, got {self.document_fraction}.")
+        check_document_inputs(self.document_inputs, self.document_span_tokens)
 
     def split_seed_for(self, seed: int) -> int:
         """The seed of the held-out/train shuffle and the joined examples: `split_seed`, else the training seed."""
@@ -280,7 +343,7 @@ class EmbeddingAlignmentConfig(TrainingArguments):
 
     > [!NOTE]
     > These parameters have default values different from [`~transformers.TrainingArguments`]: the best recipe we
-    > measured (docs/results.md); the paper's is `recipes/configs/paper-mse.yaml`.
+    > measured (docs/results.md); the paper's is `recipes/configs/paper-msmarco-bert-base-2L.yaml`.
     > - `learning_rate`: Defaults to `1e-3` instead of `5e-5`.
     > - `warmup_steps`: Defaults to `0.1` (10% of the steps) instead of `0`.
     > - `num_train_epochs`: Defaults to `3.0`, as in [`~transformers.TrainingArguments`].
@@ -323,8 +386,18 @@ class EmbeddingAlignmentConfig(TrainingArguments):
         super().__post_init__()
         if self.loss not in LOSSES:
             raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
-        if self.learning_rate < 0:
-            raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}.")
+        if not 0 < self.learning_rate < math.inf:
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate}.")
+        if not 0 <= self.num_train_epochs < math.inf or not 0 <= self.warmup_steps < math.inf:
+            raise ValueError(
+                "num_train_epochs and warmup_steps must be finite numbers >= 0, got "
+                f"{self.num_train_epochs} and {self.warmup_steps}."
+            )
+        if self.max_steps == 0 or self.max_steps < 0 and self.num_train_epochs == 0:
+            raise ValueError(
+                f"max_steps={self.max_steps} with num_train_epochs={self.num_train_epochs} trains no step: set one "
+                "of them above 0."
+            )
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
@@ -340,6 +413,8 @@ class EmbeddingAlignmentConfig(TrainingArguments):
             raise FileNotFoundError(f"retrieval_eval_dir {self.retrieval_eval_dir!r} is not a folder.")
         if self.resume_from_checkpoint in ("true", "True", "last"):
             self.resume_from_checkpoint = True
+        elif self.resume_from_checkpoint in ("false", "False", "no", ""):
+            self.resume_from_checkpoint = None
         holds_run = Path(self.output_dir).is_dir() and any(
             path.name in RUN_FILES or path.name.startswith("checkpoint-") for path in Path(self.output_dir).iterdir()
         )
@@ -362,8 +437,10 @@ class PublishCheckArguments:
     teacher on the publisher's own queries and documents, written into the card; no relevance labels needed.
 
     Args:
-        check_queries (`str`, *optional*): queries to check on: a local file or a Hub dataset (as `train_queries`).
-        check_documents (`str`, *optional*): documents to rank them against, likewise.
+        check_queries (`list[str]`, *optional*): query sets to check on, each a local file or a Hub dataset (as
+            `train_queries`): one per language or domain the student will serve; each set is reported apart.
+        check_documents (`list[str]`, *optional*): documents to rank them against, likewise: one set for all query
+            sets, or one per query set.
         check_column (`str`, *optional*, defaults to `"text"`): the text column of a Hub dataset or jsonl file.
         check_max_queries (`int`, *optional*, defaults to `1000`): queries used, the first of the file.
         check_max_documents (`int`, *optional*, defaults to `10000`): documents used, likewise.
@@ -372,8 +449,12 @@ class PublishCheckArguments:
         push_anyway (`bool`, *optional*, defaults to `False`): push even below `min_top10_overlap`.
     """
 
-    check_queries: str | None = field(default=None, metadata={"help": "Queries to check agreement on (file or Hub)."})
-    check_documents: str | None = field(default=None, metadata={"help": "Documents to rank them against."})
+    check_queries: list[str] | None = field(
+        default=None, metadata={"help": "Query sets to check agreement on (files or Hub datasets), reported apart."}
+    )
+    check_documents: list[str] | None = field(
+        default=None, metadata={"help": "Documents to rank them against: one set, or one per query set."}
+    )
     check_column: str = field(default="text", metadata={"help": "Text column of a Hub dataset or jsonl file."})
     check_max_queries: int = field(default=1000, metadata={"help": "Queries used (the first of the file)."})
     check_max_documents: int = field(default=10000, metadata={"help": "Documents used (the first of the file)."})
@@ -383,7 +464,15 @@ class PublishCheckArguments:
     push_anyway: bool = field(default=False, metadata={"help": "Push even below --min_top10_overlap."})
 
     def __post_init__(self):
+        for name in ("check_queries", "check_documents"):  # a single path (the Python API) is one set
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
         if (self.check_queries is None) != (self.check_documents is None):
             raise ValueError("The agreement check needs both --check_queries and --check_documents.")
+        if self.check_queries and len(self.check_documents) not in (1, len(self.check_queries)):
+            raise ValueError(f"--check_documents takes one document set, or one per query set "
+                             f"({len(self.check_queries)}); got {len(self.check_documents)}.")  # fmt: skip
+        if self.min_top10_overlap is not None and not 0 <= self.min_top10_overlap <= 1:
+            raise ValueError(f"min_top10_overlap must be a share between 0 and 1, got {self.min_top10_overlap}.")
         if self.min_top10_overlap is not None and self.check_queries is None:
             raise ValueError("--min_top10_overlap needs --check_queries and --check_documents to check on.")

@@ -5,13 +5,12 @@ python recipes/benchmark.py --model out/minilm-2L --queries queries.tsv --output
 """
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfdistill import load_student
 from hfdistill.benchmark import BACKENDS, SpeedResults, format_speed, measure_speed
-from hfdistill.cli import input_errors, parse_args
+from hfdistill.cli import input_errors, parse_args, setup_logging
 from hfdistill.data import load_queries
 from hfdistill.query_encoders import load_query_encoder
 
@@ -36,6 +35,14 @@ class BenchmarkArguments:
     )
     output_dir: str = field(default="out/benchmark", metadata={"help": "Where speed_results.json is written."})
 
+    def __post_init__(self):
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ValueError(f"--batch_sizes must be whole numbers >= 1, got {self.batch_sizes}.")
+        if self.repeats < 1:
+            raise ValueError(f"--repeats must be at least 1 (timed passes per batch size), got {self.repeats}.")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {self.threads}.")
+
 
 def main(args: BenchmarkArguments) -> SpeedResults:
     with input_errors():
@@ -55,7 +62,7 @@ def main(args: BenchmarkArguments) -> SpeedResults:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     with input_errors():
         arguments = parse_args((BenchmarkArguments,))
     main(*arguments)

@@ -11,19 +11,30 @@ them in `--output_dir` and says how to retry it (`recipes/push.py`).
 import json
 import logging
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from accelerate import PartialState
 from safetensors import SafetensorError
+from transformers import AutoTokenizer
 
-from hfdistill import config_from_teacher, from_teacher
-from hfdistill.cli import input_errors, parse_args
-from hfdistill.configuration_asymmetric import validate_layers
-from hfdistill.data import alignment_datasets, load_queries, load_query_splits, training_texts
-from hfdistill.hub import PushError, check_push_access, push_to_hub
+from hfdistill import from_teacher
+from hfdistill.cli import input_errors, parse_args, setup_logging
+from hfdistill.data import alignment_datasets, training_texts
+from hfdistill.documents import index_texts
+from hfdistill.hub import PushError, push_to_hub
 from hfdistill.layer_selection import select_student_layers
 from hfdistill.model_card import TRAINING_RECORD, write_model_card
-from hfdistill.preflight import check_teacher_reachable, check_writable_dir, finished_run, resume_checkpoint
+from hfdistill.preflight import (
+    check_resume_settings,
+    check_run,
+    finished_run,
+    move_aside,
+    resume_checkpoint,
+    run_lock,
+    run_settings,
+    write_run_settings,
+)
 from hfdistill.provenance import environment
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import (
@@ -34,39 +45,19 @@ from hfdistill.training_args import (
 )
 
 
-def check_run(student_args, data_args, training_args, check: PublishCheckArguments | None = None):
-    """What can be checked before the teacher loads: folders, the teacher's files, prompts and layers, Hub access for
-    a push, then the query file (read in full). A problem ends the run with one line; nothing is written."""
-    check_writable_dir(training_args.output_dir, "output_dir")
-    check_writable_dir(data_args.embedding_cache_dir, "embedding_cache_dir")
-    check_teacher_reachable(student_args.teacher, student_args.teacher_revision)
-    config = config_from_teacher(student_args.teacher, "first", 0, **student_args.student_kwargs)
-    num_layers = config.student_architecture.num_hidden_layers
-    if student_args.layer_strategy == "auto" and student_args.student_model is not None:
-        raise ValueError("student_layers auto ranks the teacher's layers: give the student model's layers instead.")
-    if student_args.student_layers is not None:
-        validate_layers(
-            student_args.student_layers, num_layers, "the student model" if config.student_config else "the teacher"
-        )
-    elif not 0 <= student_args.num_student_layers <= num_layers:
-        raise ValueError(f"num_student_layers={student_args.num_student_layers} must be between 0 and the teacher's "
-                         f"{num_layers} layers.")  # fmt: skip
-    if training_args.push_to_hub:
-        check_push_access(training_args.hub_model_id, training_args.hub_token)
-        if check is not None and check.check_queries is not None:  # the data of the check before the push, read now
-            load_queries(check.check_queries, column=check.check_column)
-            load_queries(check.check_documents, column=check.check_column)
-    return load_query_splits(data_args, training_args.seed)
-
-
 def training_record(student_args, data_args, training_args, trainer, counts, untrained, metrics, selection) -> dict:
     """What `distillation.json` records of a finished run: the data, the recipe, and held-out alignment."""
     return {
+        "base_model": student_args.base_model,
         "train_queries": data_args.train_queries,
-        "num_train_queries": counts[0],
-        "num_eval_queries": counts[1],
+        **counts,
         "joined_query_fraction": data_args.joined_query_fraction,
         "joined_query_max": data_args.joined_query_max,
+        "train_documents": data_args.train_documents,
+        "document_inputs": data_args.document_inputs if counts["num_documents"] else None,
+        "document_fraction": data_args.document_fraction if counts["num_documents"] else None,
+        "document_span_tokens": data_args.document_span_tokens if counts["num_documents"] else None,
+        "train_languages": data_args.train_languages,
         "embedding_dtype": data_args.embedding_dtype,
         "loss": training_args.loss,
         "share_token_embeddings": student_args.share_token_embeddings,
@@ -96,10 +87,39 @@ def main(
         print(f"{training_args.output_dir} holds a finished run ({record['global_steps']} steps): nothing to resume, "
               "it is left as it is. Start another --output_dir to train more.")  # fmt: skip
         return
+    output_dir, state = training_args.output_dir, PartialState()
     with input_errors():
-        resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
-        train_queries, eval_texts = check_run(student_args, data_args, training_args, check)
+        resume = resume_checkpoint(output_dir, training_args.resume_from_checkpoint)
+        settings = run_settings(student_args, data_args, training_args)
+        if resume:
+            check_resume_settings(output_dir, settings)
+        train_queries, eval_texts, documents = check_run(student_args, data_args, training_args, check)
         train_texts = training_texts(data_args, train_queries, training_args.seed)
+        if documents:  # cut with the tokenizer the student reads them with, before any model loads
+            tokenizer = AutoTokenizer.from_pretrained(
+                student_args.student_model or student_args.teacher,
+                revision=None if student_args.student_model else student_args.teacher_revision,
+                trust_remote_code=student_args.trust_remote_code,
+            )
+            train_texts += index_texts(data_args, documents, tokenizer, len(train_queries), training_args.seed)
+    counts = {"num_train_queries": len(train_queries), "num_eval_queries": len(eval_texts),
+              "num_documents": len(documents or []), "num_document_texts": len(train_texts) - len(train_queries)
+              - round(len(train_queries) * data_args.joined_query_fraction)}  # fmt: skip
+    del train_queries, documents  # millions of strings take gigabytes
+    with ExitStack() as held:
+        if state.is_main_process:
+            with input_errors():  # a folder in use by another run, or one to start over (moved aside, whole)
+                aside = move_aside(output_dir) if training_args.overwrite_output_dir and not resume else None
+                held.enter_context(run_lock(output_dir))
+                write_run_settings(output_dir, settings)
+            if aside is not None:
+                print(f"--overwrite_output_dir: the run {output_dir} held is kept as {aside}; this one starts over.")
+        state.wait_for_everyone()
+        train(student_args, data_args, training_args, check, resume, train_texts, eval_texts, counts)
+
+
+def train(student_args, data_args, training_args, check, resume, train_texts, eval_texts, counts: dict):
+    """Build the student, run the teacher pass, train, save, record and push: the run proper, in a folder it holds."""
     layers, selection = student_args.student_layers, None  # [] is a 0-layer student
     if layers is None:
         layers = student_args.layer_strategy
@@ -114,12 +134,11 @@ def main(
         [train_texts, eval_texts],
         data_args.embedding_cache_dir,
         data_args.teacher_batch_size,
-        shared_prefixes=[len(train_queries), 0],
+        shared_prefixes=[counts["num_train_queries"], 0],
         dtype=data_args.embedding_dtype,
         precision="bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else "float32",
     )
-    counts = len(train_queries), len(eval_texts)
-    del train_queries, train_texts, eval_texts  # tokenized in the datasets; millions of strings take gigabytes
+    del train_texts, eval_texts  # tokenized in the datasets
     push = training_args.push_to_hub
     training_args.push_to_hub = False  # pushed once, below, when everything is saved
     trainer = EmbeddingAlignmentTrainer(model, training_args, train_dataset=datasets[0], eval_dataset=datasets[1])
@@ -129,6 +148,10 @@ def main(
         trainer.log_metrics("untrained", untrained)
         trainer.save_metrics("untrained", untrained, combined=False)
         train_result = trainer.train(resume_from_checkpoint=resume)
+        if trainer.state.global_step == 0:  # never saved as a finished student
+            sys.exit(f"error: the run trained no step ({len(datasets[0])} examples, num_train_epochs "
+                     f"{training_args.num_train_epochs}, max_steps {training_args.max_steps}); nothing was saved as "
+                     "a student. Train for at least one step.")  # fmt: skip
         trainer.save_model()
         trainer.save_metrics("train", train_result.metrics)
         metrics = trainer.evaluate()
@@ -164,7 +187,7 @@ def write_errors(output_dir: str):
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     with input_errors():
         arguments = parse_args((StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig, PublishCheckArguments))
+    setup_logging("info" if arguments[2].log_level == "passive" else arguments[2].log_level)
     main(*arguments)

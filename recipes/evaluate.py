@@ -8,7 +8,6 @@ are cached, so a second student (or `--model a b c`) re-encodes only queries.
 """
 
 import json
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from accelerate import PartialState
 
 from hfdistill import load_student
-from hfdistill.cli import input_errors, parse_args
+from hfdistill.cli import input_errors, parse_args, setup_logging
 from hfdistill.evaluation import evaluate_student, format_report
 from hfdistill.model_card import EXPORTED_EVAL_RESULTS
 from hfdistill.query_encoders import SentenceTransformerQueryEncoder, load_query_encoder
@@ -27,10 +26,14 @@ from hfdistill.retrieval_tasks import resolve_task
 class EvaluationArguments:
     model: list[str] = field(metadata={"help": "Student paths or Hub ids (several share one document encoding)."})
     tasks: list[str] = field(
-        default_factory=lambda: ["scifact", "msmarco-sub5k"],
-        metadata={"help": "Folders under --data_dir, or mteb retrieval task names (e.g. SciFact, NFCorpus)."},
+        metadata={"help": "Folders under --data_dir, or mteb retrieval task names (e.g. SciFact, NFCorpus)."}
     )
     data_dir: str | None = field(default=None, metadata={"help": "Folder of BEIR-format datasets."})
+    languages: list[str] = field(
+        default_factory=list,
+        metadata={"help": "The language of each local task, as `task=code` (e.g. `xquad-de=de scifact=en`): recorded "
+                  "with its scores, and on the model card (mteb's tasks know their own)."},
+    )  # fmt: skip
     output_dir: str = field(default="out/eval", metadata={"help": "Where eval_results.json is written."})
     cache_dir: str = field(default="~/.cache/hfdistill/embeddings", metadata={"help": "Teacher embedding cache."})
     batch_size: int = field(default=64, metadata={"help": "Encoding batch size."})
@@ -44,10 +47,28 @@ class EvaluationArguments:
         },
     )
 
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"--batch_size must be at least 1, got {self.batch_size}.")
+
+
+def task_language_map(pairs: list[str], tasks: list[str]) -> dict[str, list[str]]:
+    """`{task: [code, ...]}` from `task=code[,code]` pairs, each naming one of `tasks`."""
+    languages = {}
+    for pair in pairs:
+        name, _, codes = pair.partition("=")
+        if name not in tasks or not codes:
+            raise ValueError(
+                f"--languages {pair!r}: give `task=code` for one of --tasks {tasks}, e.g. `{tasks[0]}=en`."
+            )
+        languages[name] = codes.split(",")
+    return languages
+
 
 def main(args: EvaluationArguments) -> list[dict]:
     with input_errors():  # a bad task, model or exported encoder fails before any encoding
-        tasks = [resolve_task(name, args.data_dir) for name in args.tasks]
+        languages = task_language_map(args.languages, args.tasks)
+        tasks = [resolve_task(name, args.data_dir, languages.get(name)) for name in args.tasks]
         if args.query_encoder and len(args.model) != 1:
             raise ValueError("--query_encoder scores one query encoder: give one --model (whose teacher indexes).")
         device = args.device or str(PartialState().device)
@@ -75,7 +96,7 @@ def main(args: EvaluationArguments) -> list[dict]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     with input_errors():
         arguments = parse_args((EvaluationArguments,))
     main(*arguments)

@@ -11,8 +11,9 @@ sentence-transformers' ONNX backend runs. Documents stay the teacher's torch emb
 from dataclasses import dataclass, field
 
 from hfdistill import load_student
-from hfdistill.cli import input_errors, parse_args
+from hfdistill.cli import input_errors, parse_args, setup_logging
 from hfdistill.export import BACKENDS, QUANTIZATIONS, check_export, export_query_encoder
+from hfdistill.preflight import check_spares_a_model
 
 
 @dataclass
@@ -29,12 +30,14 @@ class ExportArguments:
 def main(args: ExportArguments) -> None:
     with input_errors():
         check_export(args.backend, args.quantize, args.side)
+        check_spares_a_model(args.output_dir)  # the student's own folder, or any other model's
         model = load_student(args.model)
     path = export_query_encoder(model, args.output_dir, args.backend, args.quantize, args.side)
     print(f"Exported the {args.side} query encoder of {args.model} to {path}")
 
 
 if __name__ == "__main__":
+    setup_logging()
     with input_errors():
         arguments = parse_args((ExportArguments,))
     main(*arguments)

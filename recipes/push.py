@@ -9,10 +9,9 @@ data, no relevance labels) the student's agreement with its teacher is measured 
 `--min_top10_overlap` refuses a push below it (`--push_anyway true` pushes anyway).
 """
 
-import logging
 from dataclasses import dataclass, field
 
-from hfdistill.cli import input_errors, parse_args
+from hfdistill.cli import input_errors, parse_args, setup_logging
 from hfdistill.hub import push_to_hub
 from hfdistill.training_args import PublishCheckArguments
 
@@ -24,15 +23,19 @@ class PushArguments:
     private: bool = field(default=False, metadata={"help": "Create the repository as private."})
     revision: str | None = field(default=None, metadata={"help": "Branch to push to (created if missing)."})
     cache_dir: str = field(default="~/.cache/hfdistill/embeddings", metadata={"help": "Teacher embedding cache."})
+    base_model: str | None = field(
+        default=None,
+        metadata={"help": "The teacher's Hub id, for a student whose teacher was loaded from a local copy."},
+    )
 
 
 def main(args: PushArguments, check: PublishCheckArguments) -> str:
-    url = push_to_hub(args.model, args.repo_id, args.private, args.revision, check, args.cache_dir)
+    url = push_to_hub(args.model, args.repo_id, args.private, args.revision, check, args.cache_dir, args.base_model)
     print(f"Pushed {args.model} to {args.repo_id}: {url}")
     return url
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     with input_errors():  # a folder that is not a sound student, a failed check, a refused push: one line
         main(*parse_args((PushArguments, PublishCheckArguments)))

@@ -1,7 +1,9 @@
 """Rank which teacher layers a k-layer student should keep, before training it.
 
-    python recipes/select_layers.py recipes/configs/mpnet-2L-best.yaml --num_student_layers 2
-    python recipes/select_layers.py --teacher sentence-transformers/all-MiniLM-L6-v2 --selection_training_steps 0
+    python recipes/select_layers.py research/configs/mpnet-2L-best.yaml --num_student_layers 2 \
+        --train_queries queries.tsv.gz --output_dir out/selection
+    python recipes/select_layers.py --teacher sentence-transformers/all-MiniLM-L6-v2 --train_queries queries.tsv.gz \
+        --selection_training_steps 0 --output_dir out/selection
 
 Scores every candidate layer set (or those given with `--candidates 0,11 10,11`) by how its untrained truncated
 student agrees with the teacher on the held-out queries of the distill recipe (same config, `--seed`,
@@ -12,13 +14,13 @@ the time it took; `recipes/distill.py --student_layers auto` makes the same choi
 """
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfdistill.cli import parse_args
-from hfdistill.data import load_query_splits, training_texts
+from hfdistill.cli import input_errors, parse_args, setup_logging
+from hfdistill.data import training_texts
 from hfdistill.layer_selection import select_student_layers
+from hfdistill.preflight import check_run
 from hfdistill.training_args import EmbeddingAlignmentConfig, QueryDataArguments, StudentArguments
 
 
@@ -37,8 +39,9 @@ def main(
     training_args: EmbeddingAlignmentConfig,
     args: SelectionArguments,
 ) -> None:
-    candidates = _parse_candidates(args.candidates)
-    train_queries, held_out = load_query_splits(data_args, training_args.seed)
+    with input_errors():  # the teacher, its layers and the queries, before any model loads
+        candidates = _parse_candidates(args.candidates)
+        train_queries, held_out, _ = check_run(student_args, data_args, training_args)
     train_texts = training_texts(data_args, train_queries, training_args.seed)
     result = select_student_layers(
         student_args, data_args, training_args, train_texts, held_out, args.max_candidates, candidates
@@ -70,5 +73,7 @@ def _parse_candidates(candidates: list[str] | None) -> list[list[int]] | None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    main(*parse_args((StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig, SelectionArguments)))
+    setup_logging()
+    with input_errors():
+        arguments = parse_args((StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig, SelectionArguments))
+    main(*arguments)

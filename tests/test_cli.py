@@ -62,12 +62,31 @@ def test_teacher_configs_build_with_a_tiny_model_of_the_checkpoints_architecture
     path = ROOT / "recipes" / "configs" / f"{config}.yaml"
     student, _, _ = parse_args(TYPES, [str(path), "--teacher", teacher, "--output_dir", str(tmp_path / "out")])
     layers_or_strategy = student.student_layers if student.student_layers is not None else student.layer_strategy
-    model = from_teacher(student.teacher, layers_or_strategy, student.num_student_layers, **student.teacher_kwargs)
+    model = from_teacher(student.teacher, layers_or_strategy, student.num_student_layers, **student.student_kwargs)
     assert model.config.student_layers == layers and model.config.pooling_mode == pooling
     assert (model.config.query_prompt, model.config.student_prompt) == (query_prompt, student_prompt)
     assert model.config.document_prompt == document_prompt
     queries = ["what is dense retrieval"]
     assert model.tokenize_queries(queries)["input_ids"] == model.tokenizer([student_prompt + queries[0]])["input_ids"]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("per_device_train_batch_size: 16.7", r"c.yaml: per_device_train_batch_size takes int, got 16.7\."),
+        ("learning_rate: fast", r"c.yaml: learning_rate takes float, got 'fast'\."),
+        ("seed: 1.5", r"c.yaml: seed takes int, got 1.5\."),
+        ("bf16: maybe", r"c.yaml: bf16 takes bool, got 'maybe'\."),
+        ("lr_scheduler_type: fastest", r"c.yaml: lr_scheduler_type must be one of \[.*'linear'.*\], got 'fastest'"),
+    ],
+)
+def test_config_values_are_typed_as_on_the_command_line_and_name_the_file(tmp_path, line, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"{line}\ntrain_queries: q.txt\noutput_dir: {tmp_path / 'out'}\n")
+    with pytest.raises(ValueError, match=message):
+        parse_args(TYPES, [str(config)])
+    config.write_text(f"learning_rate: 1.0e-3\nbf16: false\ntrain_queries: q.txt\noutput_dir: {tmp_path / 'out'}\n")
+    assert parse_args(TYPES, [str(config)])[2].learning_rate == 1e-3  # YAML's float and bool read as they are
 
 
 def test_config_errors(tmp_path):
@@ -92,7 +111,12 @@ def test_student_layers_auto_or_indices(tmp_path):
 @pytest.mark.parametrize(
     "option, value, message",
     [
-        ("learning_rate", "-1e-4", "learning_rate must be >= 0, got -0.0001"),
+        ("learning_rate", "-1e-4", "learning_rate must be a finite number > 0, got -0.0001"),
+        ("learning_rate", "nan", "learning_rate must be a finite number > 0, got nan"),
+        ("learning_rate", "inf", "learning_rate must be a finite number > 0, got inf"),
+        ("num_train_epochs", "nan", "num_train_epochs and warmup_steps must be finite numbers >= 0, got nan"),
+        ("max_steps", "0", "max_steps=0 with num_train_epochs=3.0 trains no step"),
+        ("num_train_epochs", "0", "max_steps=-1 with num_train_epochs=0.0 trains no step"),
         ("per_device_train_batch_size", "0", "per_device_train_batch_size must be at least 1, got 0"),
         ("per_device_eval_batch_size", "0", "per_device_eval_batch_size must be at least 1, got 0"),
         ("num_eval_queries", "0", "num_eval_queries must be at least 1, got 0"),

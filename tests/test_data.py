@@ -35,14 +35,14 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="No queries found"):
         load_queries(str(tmp_path / "empty.tsv"))
     (tmp_path / "bad.tsv").write_text("no tab here\n")
-    with pytest.raises(ValueError, match="line 1 is not `qid<TAB>text`"):
+    with pytest.raises(ValueError, match="line 1 is not `id<TAB>text`"):
         load_queries(str(tmp_path / "bad.tsv"))
     (tmp_path / "q.jsonl").write_text(json.dumps({"query": "x"}) + "\n")
     with pytest.raises(ValueError, match="no 'text' field"):
         load_queries(str(tmp_path / "q.jsonl"))
-    (tmp_path / "q.csv").write_text("x\n")
+    (tmp_path / "q.xlsx").write_text("x\n")
     with pytest.raises(ValueError, match="unsupported format"):
-        load_queries(str(tmp_path / "q.csv"))
+        load_queries(str(tmp_path / "q.xlsx"))
 
 
 READERS = [".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz"]
@@ -78,7 +78,7 @@ def test_every_reader_takes_a_byte_order_mark_and_crlf_line_ends(tmp_path, suffi
         ("empty", "No queries found in"),
         (
             "malformed",
-            r"line 3 is not (`qid<TAB>text`: 'no tab here'|JSON \(.*, column \d+\); each line is one record)",
+            r"line 3 is not (`id<TAB>text`: 'no tab here'|JSON \(.*, column \d+\); each line is one record)",
         ),
         ("truncated-gzip", r"the gzip stream is truncated or corrupt after line \d+ .*; re-create the file"),
     ],
@@ -220,3 +220,24 @@ def test_a_local_copy_of_the_configs_hub_dataset_reads_as_the_hub_one(tmp_path):
         "---\nconfigs:\n- config_name: query\n  data_files:\n  - split: train\n    path: queries/train-*\n---\n"
     )
     assert load_queries(str(folder), split="train", column="text", subset="query") == ["what is a", "b c"]
+
+
+@pytest.mark.parametrize("layout", ["parquet", "csv", "csv.gz", "json", "save_to_disk", "dict_save_to_disk"])
+def test_queries_are_read_from_every_format_datasets_reads(tmp_path, layout):
+    from datasets import Dataset, DatasetDict
+
+    dataset = Dataset.from_dict({"id": [1, 2, 3], "text": ["what is x", " why y ", ""]})
+    path = tmp_path / f"queries.{layout}"
+    if layout == "parquet":
+        dataset.to_parquet(str(path))
+    elif layout.startswith("csv"):
+        _write(path, b"id,text\n1,what is x\n2, why y \n3,\n")
+    elif layout == "json":  # one JSON document: a list of records
+        path.write_text(json.dumps([{"id": 1, "text": "what is x"}, {"id": 2, "text": " why y "}]))
+    elif layout == "save_to_disk":
+        dataset.save_to_disk(str(path))
+    else:
+        DatasetDict({"train": dataset}).save_to_disk(str(path))
+    assert load_queries(str(path)) == ["what is x", "why y"]
+    with pytest.raises(ValueError, match=r"has no column 'query'.*set --queries_column"):
+        load_queries(str(path), column="query")

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -172,10 +173,31 @@ BAD_INPUTS = {  # case: (what to change, the one line it must end with)
     "teacher folder without weights": ({"teacher": "{tmp}/folder"}, r"--teacher '.*folder' holds no model weights"),
     "query file that is a folder": ({"train_queries": "{tmp}/folder/x.tsv"}, r"Query file '.*x.tsv' is a folder"),
     "unknown embedding dtype": ({"embedding_dtype": "int8"}, r"Unknown embedding_dtype 'int8'; choose one of"),
-    "resume without checkpoint": ({"resume_from_checkpoint": "true"}, r"holds no complete checkpoint"),
-    "push without a token": ({"push_to_hub": "true"}, r"No Hugging Face token found for pushing to 'out': log in"),
+    "resume without checkpoint": (
+        {"resume_from_checkpoint": "true"},
+        r"holds no complete checkpoint .*; start it over with --overwrite_output_dir true instead",
+    ),
+    "learning rate not a number": ({"learning_rate": "nan"}, r"learning_rate must be a finite number > 0, got nan"),
+    "learning rate infinite": ({"learning_rate": "inf"}, r"learning_rate must be a finite number > 0, got inf"),
+    "zero steps": ({"max_steps": "0"}, r"max_steps=0 with num_train_epochs=3.0 trains no step"),
+    "batch size zero": ({"per_device_train_batch_size": "0"}, r"per_device_train_batch_size must be at least 1"),
+    "documents missing": ({"train_documents": "{tmp}/nope.jsonl"}, r"Document file '.*nope.jsonl' does not exist"),
+    "documents without the text field": (
+        {"train_documents": "{tmp}/queries.jsonl", "documents_column": "body"},
+        r"queries.jsonl: line 1 has no 'body' field \(it has \['text'\]\); set --documents_column",
+    ),
+    "unknown document input": ({"document_inputs": "paragraphs"}, r"document_inputs must be some of"),
+    "document fraction zero": ({"document_fraction": "0"}, r"document_fraction must be a number > 0, got 0.0"),
+    "push without a token": (
+        {"push_to_hub": "true", "base_model": "tester/tiny"},
+        r"No Hugging Face token found for pushing to 'out': log in",
+    ),
+    "push of a local teacher's student": (
+        {"push_to_hub": "true"},
+        r"--push_to_hub: the teacher '.*' is a local path, .*: pass --base_model",
+    ),
     "push to an unreachable Hub": (
-        {"push_to_hub": "true", "hub_token": "hf_x"},
+        {"push_to_hub": "true", "hub_token": "hf_x", "base_model": "tester/tiny"},
         r"Pushing to 'out' failed: the Hub cannot be reached \(.*offline mode",
     ),
 }
@@ -297,3 +319,25 @@ print("OK")
 """
     result = run_script(["-c", script], ENV)
     assert result.stdout.strip().endswith("OK")
+
+
+def test_a_run_folder_holds_one_run_overwrite_starts_over_and_a_changed_resume_is_refused(
+    tiny_teacher, queries, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    args = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16) + [
+        "--max_steps", "4", "--save_steps", "2", "--eval_strategy", "no", "--output_dir", str(out)]  # fmt: skip
+    run_script(args, ENV)
+    first = json.loads((out / "distillation.json").read_text())
+    run_script(args + ["--overwrite_output_dir", "true", "--learning_rate", "5e-3"], ENV)
+    (aside,) = tmp_path.glob("run.replaced-*")  # the first run, whole, beside the new one
+    assert json.loads((aside / "distillation.json").read_text()) == first
+    assert json.loads((out / "distillation.json").read_text())["learning_rate"] == 5e-3
+    assert not (out / "run.lock").exists() and (out / "checkpoint-4").is_dir()
+    (out / "distillation.json").unlink()  # as if killed after its last checkpoint
+    line = run_recipe_in_process("distill", [*args[1:], "--resume_from_checkpoint", "true"], monkeypatch)
+    assert re.search(r"holds a run started with other settings \(learning_rate 0.005 -> 0.001\)", line), line
+    (out / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
+    line = run_recipe_in_process("distill", [*args[1:], "--overwrite_output_dir", "true"], monkeypatch)
+    assert re.search(rf"'.*run' is in use by another run \(pid {os.getpid()} on ", line), line
+    assert (out / "checkpoint-4").is_dir() and len(list(tmp_path.glob("run.replaced-*"))) == 1  # nothing moved

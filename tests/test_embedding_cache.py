@@ -381,3 +381,29 @@ def test_a_run_whose_shards_another_run_joined_reads_the_joined_file(tiny_studen
     embeddings = cached_teacher_embeddings(tiny_student, queries[:20], tmp_path)
     torch.testing.assert_close(embeddings, tiny_student.encode_teacher_queries(queries[:20]))
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_the_teacher_pass_progress_moves_with_every_batch(tiny_student, queries, tmp_path, monkeypatch):
+    """The bar shows texts/s and an ETA from the first batch on, not once per shard of 8,192 texts."""
+    updates = []
+
+    class Recording:
+        def __init__(self, *args, **kwargs):
+            self.unit = kwargs.get("unit")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, count):
+            updates.append(count)
+
+    monkeypatch.setattr(teacher_pass, "tqdm", Recording)
+    cached_teacher_embeddings(tiny_student, queries[:150], tmp_path, batch_size=32)
+    assert updates == [32, 32, 32, 32, 22]
+    updates.clear()
+    monkeypatch.setattr(teacher_pass, "SHARD_SIZE", 100)
+    cached_teacher_embeddings(tiny_student, queries[:150], tmp_path / "sharded", batch_size=64)
+    assert updates == [64, 36, 50]  # each shard in batches

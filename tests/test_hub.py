@@ -45,6 +45,9 @@ def folder_digest(folder: Path) -> dict:
     }
 
 
+BASE = "tester/tiny-teacher"  # the Hub id the tiny local teachers stand for
+
+
 @pytest.fixture
 def saved_student(tiny_student, tmp_path) -> Path:
     torch.manual_seed(0)
@@ -104,7 +107,7 @@ def test_a_push_is_one_upload_of_the_student_each_tensor_once_and_loads_three_wa
     for name in results:
         (saved_student / name).write_text("{}")
     before = folder_digest(saved_student)
-    url = push_to_hub(saved_student, "tester/tiny-student", token=TOKEN)
+    url = push_to_hub(saved_student, "tester/tiny-student", base_model=BASE, token=TOKEN)
     assert url.startswith("https://huggingface.co/tester/tiny-student") and folder_digest(saved_student) == before
     (create, upload) = uploads.calls
     assert create == ("create_repo", "tester/tiny-student", {"private": False, "exist_ok": True})
@@ -144,7 +147,7 @@ def test_a_push_is_one_upload_of_the_student_each_tensor_once_and_loads_three_wa
 
 
 def test_push_to_a_branch_creates_it(uploads, saved_student):
-    push_to_hub(saved_student, "tester/b", revision="v1", token=TOKEN)
+    push_to_hub(saved_student, "tester/b", base_model=BASE, revision="v1", token=TOKEN)
     assert [call[:3] for call in uploads.calls] == [
         ("create_repo", "tester/b", {"private": False, "exist_ok": True}),
         ("create_branch", "tester/b", "v1"),
@@ -168,7 +171,7 @@ def waits(hub, monkeypatch) -> list[float]:
 
 def test_transient_server_errors_are_retried(hub, waits, saved_student):
     hub.fail_commits = [500, 503]
-    push_to_hub(saved_student, "tester/retry", token=TOKEN)
+    push_to_hub(saved_student, "tester/retry", base_model=BASE, token=TOKEN)
     assert sum(1 for method, path in hub.requests if path.endswith("/commit/main")) == 3
     assert waits == [1, 2]  # huggingface_hub's own backoff
     assert STUDENT_WEIGHTS in hub.repos["tester/retry"]["main"]["files"]
@@ -178,7 +181,7 @@ def test_failing_server_gives_a_clear_error_and_keeps_local_files(hub, waits, sa
     before = folder_digest(saved_student)
     hub.fail_always = True
     with pytest.raises(PushError, match=r"Pushing to 'tester/down' failed after retries \(HTTP 500\)"):
-        push_to_hub(saved_student, "tester/down", token=TOKEN)
+        push_to_hub(saved_student, "tester/down", base_model=BASE, token=TOKEN)
     assert waits and folder_digest(saved_student) == before
 
 
@@ -192,14 +195,16 @@ def test_bad_token_gives_the_login_message(hub, saved_student, tmp_path):
 def test_the_recipe_pushes_the_saved_student_with_its_code_records_and_card(hub, tiny_teacher, queries, tmp_path):
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
     run_script(distill + ["--max_steps", "4", "--save_steps", "2", "--output_dir", str(tmp_path / "run"),
-                          "--push_to_hub", "--hub_model_id", "tester/trained"], hub_env(hub, tmp_path))  # fmt: skip
+                          "--push_to_hub", "--hub_model_id", "tester/trained", "--base_model", BASE],
+               hub_env(hub, tmp_path))  # fmt: skip
     files = hub.repos["tester/trained"]["main"]["files"]
     assert {"modeling_asymmetric.py", "configuration_asymmetric.py", "persistence.py", STUDENT_WEIGHTS} <= set(files)
     assert {"modules.json", "router_config.json", "document_0_Transformer/model.safetensors"} <= set(files)
     assert {"README.md", "distillation.json"} <= set(files) and not any("checkpoint" in name for name in files)
     assert len(hub.commits) == 1  # one commit of the finished run, none while it trained
     card = ModelCard(files["README.md"].decode())
-    assert card.data.base_model == tiny_teacher and "hfdistill" in card.data.tags
+    assert card.data.base_model == BASE and "hfdistill" in card.data.tags
+    assert f"The teacher was loaded from `{tiny_teacher}`, a copy of it" in card.text
     assert "Held-out alignment" in card.text and "tester/trained" in card.text
 
 
@@ -210,7 +215,7 @@ def test_a_push_refused_after_training_keeps_the_student_and_its_records(
     out = tmp_path / "run"
     args = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)[1:] + [
         "--max_steps", "2", "--save_strategy", "no", "--output_dir", str(out), "--push_to_hub", "true",
-        "--hub_model_id", "tester/refused", "--hub_token", TOKEN]  # fmt: skip
+        "--hub_model_id", "tester/refused", "--hub_token", TOKEN, "--base_model", BASE]  # fmt: skip
     line = run_recipe_in_process("distill", args, monkeypatch)
     assert line.startswith("error: Pushing to 'tester/refused' failed after retries (HTTP 500)") and "\n" not in line
     assert f"python recipes/push.py --model {out} --repo_id tester/refused" in line
@@ -225,17 +230,42 @@ def test_a_push_checks_agreement_on_the_publishers_data_and_refuses_below_the_th
     from hfdistill.training_args import PublishCheckArguments
 
     (tmp_path / "q.txt").write_text("\n".join(queries[:30]))
+    (tmp_path / "q2.txt").write_text("\n".join(queries[30:50]))
     (tmp_path / "d.txt").write_text("\n".join(queries[100:180]))
-    check = dict(check_queries=str(tmp_path / "q.txt"), check_documents=str(tmp_path / "d.txt"))
-    with pytest.raises(ValueError, match=r"Not pushed: the student's top-10 overlap .* is below --min_top10_overlap"):
-        push_to_hub(saved_student, "tester/checked", check=PublishCheckArguments(**check, min_top10_overlap=1.01),
+    check = dict(check_queries=[str(tmp_path / "q.txt"), str(tmp_path / "q2.txt")],
+                 check_documents=[str(tmp_path / "d.txt")])  # fmt: skip
+    with pytest.raises(ValueError, match=r"Not pushed: the student's top-10 overlap .* is below --min_top10_overlap "
+                       r"100.0%: [\d.]+% on .*/q.txt, [\d.]+% on .*/q2.txt; --push_anyway"):  # fmt: skip
+        push_to_hub(saved_student, "tester/checked", base_model=BASE,
+                    check=PublishCheckArguments(**check, min_top10_overlap=1.0),
                     cache_dir=str(tmp_path / "cache"), token=TOKEN)  # fmt: skip
     assert not uploads.calls  # nothing created, nothing uploaded
-    anyway = PublishCheckArguments(**check, min_top10_overlap=1.01, push_anyway=True)
-    push_to_hub(saved_student, "tester/checked", check=anyway, cache_dir=str(tmp_path / "cache"), token=TOKEN)
+    anyway = PublishCheckArguments(**check, min_top10_overlap=1.0, push_anyway=True)
+    push_to_hub(
+        saved_student, "tester/checked", base_model=BASE, check=anyway, cache_dir=str(tmp_path / "cache"), token=TOKEN
+    )
     pushed = uploads.root / "tester/checked" / "main"
-    record = json.loads((pushed / "agreement.json").read_text())
-    assert record["queries"] == 30 and record["documents"] == 80 and 0 <= record["top_k_overlap"] <= 1
-    assert f"{100 * record['top_k_overlap']:.1f}%" in (pushed / "README.md").read_text()
+    first, second = json.loads((pushed / "agreement.json").read_text())  # one record per query set
+    assert (first["queries"], second["queries"]) == (30, 20) and first["documents"] == second["documents"] == 80
+    assert first["query_set"].endswith("/q.txt") and second["document_set"].endswith("/d.txt")
+    assert str(tmp_path) not in json.dumps([first, second])  # folder and file name only, never the local path
+    card = (pushed / "README.md").read_text()
+    assert all(f"{100 * record['top_k_overlap']:.1f}%" in card for record in (first, second))
+    with pytest.raises(
+        ValueError, match=r"--check_documents takes one document set, or one per query set \(2\); got 3"
+    ):
+        PublishCheckArguments(check_queries=check["check_queries"], check_documents=[str(tmp_path / "d.txt")] * 3)
+    with pytest.raises(ValueError, match=r"min_top10_overlap must be a share between 0 and 1, got 1.5"):
+        PublishCheckArguments(**check, min_top10_overlap=1.5)
     with pytest.raises(ValueError, match="needs both --check_queries and --check_documents"):
         PublishCheckArguments(check_queries=str(tmp_path / "q.txt"))
+
+
+def test_a_student_of_a_local_teacher_is_published_only_under_the_teachers_hub_id(uploads, saved_student, tmp_path):
+    with pytest.raises(ValueError, match=r"was loaded from '.*', a local path, .*: pass --base_model <the teacher"):
+        push_to_hub(saved_student, "tester/local", token=TOKEN)
+    assert not uploads.calls
+    push_to_hub(saved_student, "tester/local", base_model=BASE, token=TOKEN)
+    card = ModelCard.load(tmp_path / "hub" / "tester" / "local" / "main" / "README.md")
+    assert card.data.base_model == BASE and f"https://huggingface.co/{BASE}" in card.text
+    assert "https://huggingface.co//" not in card.text and str(tmp_path) not in str(card.data.to_dict())

@@ -31,7 +31,7 @@ TRAINING = {"train_queries": "org/queries", "num_train_queries": 1000, "num_eval
 PATTERN = re.compile(
     r"^---\n.*base_model: (?P<teacher>\S+)\n.*model-index:.*---\n\n# tiny\n\n"
     r"An \*\*asymmetric query encoder\*\* distilled from .*layers \[0, 3\], 0-based.*"
-    r"\| scifact \| 0\.6000 \| 0\.5400 \| 90\.0% \|.*\| \*\*mean\*\* \| \| \| \*\*90\.0%\*\* \|.*"
+    r"\| scifact \| not recorded \| 0\.6000 \| 0\.5400 \| 90\.0% \|.*\| \*\*mean\*\* \| \| \| \| \*\*90\.0%\*\* \|.*"
     r"\| 32 \| 100\.0 \| 300\.0 \| 3\.00x \|.*## Usage.*## Training.*"
     r"Loss: `mse`.*, 3 epoch\(s\), 8 steps\..*1,000 unlabeled queries.*"
     r"## Limitations.*@inproceedings\{wang-lyu-2023-query",
@@ -73,7 +73,7 @@ def test_card_names_hub_datasets_by_id_and_local_files_by_name_only(tiny_student
     ]  # fmt: skip
     assert card.data.library_name == "sentence-transformers" and card.data.datasets is None
     text = str(card)
-    assert "queries from a local query file (`q.tsv.gz`)" in text and "../data" not in text
+    assert "queries from a local file (`data/q.tsv.gz`)" in text and "../data" not in text
     assert "github.com" not in text
     assert text.index('SentenceTransformer("me/tiny")') < text.index('AutoModel.from_pretrained("me/tiny"')
 
@@ -192,10 +192,13 @@ def test_card_of_a_student_sharing_token_embeddings_says_how_to_load_it(tiny_tea
     assert 'SentenceTransformer("me/shared")' not in card.text
 
 
-def test_card_carries_the_teachers_license_and_language_or_says_they_are_unknown(minilm, tiny_student, tmp_path):
+def test_card_carries_the_teachers_license_and_names_its_languages_or_says_they_are_unknown(
+    minilm, tiny_student, tmp_path
+):
     student = from_teacher(minilm, [0, 5])
     card = build_model_card(student, tmp_path, "tester/minilm-student")
-    assert card.data.license == "apache-2.0" and card.data.language == "en"
+    assert card.data.license == "apache-2.0" and card.data.language is None  # nothing measured: no claim
+    assert "so this card claims none (the teacher's card lists en)" in card.text
     assert "under the teacher's license (apache-2.0)" in card.text and "Which encoder you get" in card.text
     unknown = build_model_card(tiny_student, tmp_path, "tester/tiny")  # a local teacher without a card
     assert unknown.data.license is None and "the teacher's license is not known here" in unknown.text
@@ -209,3 +212,56 @@ def test_card_states_the_versions_the_package_requires(tiny_student, tmp_path):
     for package in ("transformers", "sentence-transformers"):
         (pin,) = re.findall(rf"^\s+{package}(>=[\d.]+)$", requires, flags=re.M)
         assert f"`{package}{pin}`" in card
+
+
+def test_card_claims_only_the_languages_trained_and_measured(tiny_student, tmp_path, monkeypatch):
+    """The teacher's card lists many languages; the student's lists those of its training text and of its evaluated
+    tasks, shows each task's language, and says the teacher's others were not measured."""
+    import hfdistill.model_card as model_card
+
+    monkeypatch.setattr(
+        model_card, "teacher_card_data", lambda config: {"license": "mit", "language": ["multilingual", "de", "sw"]}
+    )
+    write_results(tmp_path)
+    tasks = {"xquad-de": {**EVAL["tasks"]["scifact"], "languages": ["de"]},
+             "SciFact": {**EVAL["tasks"]["scifact"], "languages": ["eng"]}}  # fmt: skip
+    (tmp_path / "eval_results.json").write_text(json.dumps({**EVAL, "tasks": tasks}))
+    (tmp_path / "distillation.json").write_text(json.dumps({**TRAINING, "train_languages": ["en", "de"]}))
+    card = build_model_card(tiny_student, tmp_path, "me/tiny")
+    assert card.data.language == ["de", "en", "eng"] and card.data.license == "mit"
+    text = str(card)
+    assert "| xquad-de | de | 0.6000 | 0.5400 | 90.0% |" in text and "| SciFact | eng |" in text
+    assert "Languages of the training text: en, de." in text
+    assert "languages the student was trained or evaluated in (de, en, eng); the teacher's card lists " in text
+    assert "multilingual, de, sw, and in its other languages the student was not measured" in text
+    (tmp_path / "eval_results.json").unlink()
+    (tmp_path / "distillation.json").write_text(json.dumps(TRAINING))
+    card = build_model_card(tiny_student, tmp_path, "me/tiny")
+    assert card.data.language is None and "so this card claims none (the teacher's card lists" in str(card)
+    assert "model_name" not in str(card.data.to_dict())  # no model-index without results, and no stray name
+
+
+def test_card_states_the_documents_the_student_learned_from(tiny_student, tmp_path):
+    write_results(tmp_path)
+    documents = {"train_documents": ["org/corpus", "../beir/xquad-de/corpus.jsonl.gz"], "num_documents": 480,
+                 "num_document_texts": 10000, "document_inputs": ["sentences", "spans"],
+                 "document_span_tokens": [4, 24], "document_fraction": 0.2}  # fmt: skip
+    assert "no labels, no documents." in str(build_model_card(tiny_student, tmp_path, "me/tiny"))
+    (tmp_path / "distillation.json").write_text(json.dumps({**TRAINING, **documents}))
+    card = build_model_card(tiny_student, tmp_path, "me/tiny")
+    assert card.data.datasets == ["org/queries", "org/corpus"]
+    assert (
+        "and 10,000 texts cut from 480 documents of the index it serves ([org/corpus](https://huggingface.co/"
+        "datasets/org/corpus), a local file (`xquad-de/corpus.jsonl.gz`); sentences and spans, spans of 4 to 24 "
+        "tokens), aligned to the teacher's query embeddings of the same texts; no labels." in str(card)
+    )
+
+
+def test_card_reports_agreement_per_checked_set(tiny_student, tmp_path):
+    checks = [{"query_set": f"{language}/queries.txt", "document_set": "corpus.txt", "queries": 50, "documents": 900,
+               "k": 10, "top_k_overlap": overlap, "mean_query_cosine": 0.95}
+              for language, overlap in (("de", 0.81), ("hi", 0.642))]  # fmt: skip
+    (tmp_path / "agreement.json").write_text(json.dumps(checks))
+    text = str(build_model_card(tiny_student, tmp_path, "me/tiny"))
+    assert "| de/queries.txt | corpus.txt (900) | 50 | 81.0% | 0.9500 |" in text
+    assert "| hi/queries.txt | corpus.txt (900) | 50 | 64.2% | 0.9500 |" in text

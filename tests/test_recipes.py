@@ -41,3 +41,43 @@ def test_a_model_that_is_not_a_sound_student_ends_in_one_line(recipe, case, tiny
     line = run_recipe_in_process(recipe, args, monkeypatch)
     assert re.search(message, line) and line.startswith("error: ") and "\n" not in line, line
     assert not (tmp_path / "eval").exists() and not (tmp_path / "speed").exists()
+
+
+OPTIONS = {  # recipe: (arguments, the one line), each refused before any model loads or anything is written
+    "evaluate batch size negative": ("evaluate", ["--tasks", "SciFact", "--batch_size", "-5"],
+                                     r"--batch_size must be at least 1, got -5"),
+    "evaluate batch size zero": ("evaluate", ["--tasks", "SciFact", "--batch_size", "0"],
+                                 r"--batch_size must be at least 1, got 0"),
+    "evaluate language of another task": ("evaluate", ["--tasks", "SciFact", "--languages", "xquad-de=de"],
+                                          r"--languages 'xquad-de=de': give `task=code` for one of --tasks"),
+    "benchmark batch size negative": ("benchmark", ["--queries", "{tmp}/q.txt", "--batch_sizes", "1", "-8"],
+                                      r"--batch_sizes must be whole numbers >= 1, got \[1, -8\]"),
+    "benchmark batch size zero": ("benchmark", ["--queries", "{tmp}/q.txt", "--batch_sizes", "0"],
+                                  r"--batch_sizes must be whole numbers >= 1, got \[0\]"),
+    "benchmark no repeats": ("benchmark", ["--queries", "{tmp}/q.txt", "--repeats", "0"],
+                             r"--repeats must be at least 1 .*got 0"),
+    "export into the student": ("export", ["--output_dir", "{tmp}/student"],
+                                r"--output_dir '.*student' holds a saved model \(config.json, modules.json"),
+    "export into a file": ("export", ["--output_dir", "{tmp}/q.txt"], r"--output_dir '.*q.txt' is a file"),
+    "push check above 100%": ("push", ["--repo_id", "tester/x", "--check_queries", "{tmp}/q.txt", "--check_documents",
+                              "{tmp}/q.txt", "--min_top10_overlap", "1.5"],
+                              r"min_top10_overlap must be a share between 0 and 1, got 1.5"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(OPTIONS))
+def test_an_option_out_of_range_ends_in_one_line_and_writes_nothing(case, tiny_student, tmp_path, monkeypatch):
+    recipe, args, message = OPTIONS[case]
+    (tmp_path / "q.txt").write_text("what is dense retrieval\n")
+    tiny_student.save_pretrained(tmp_path / "student")
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    args = ["--model", str(tmp_path / "student"), *(arg.format(tmp=tmp_path) for arg in args)]
+    line = run_recipe_in_process(recipe, args, monkeypatch)
+    assert re.search(message, line) and line.startswith("error: ") and "\n" not in line, line
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # the student and the rest untouched
+
+
+def test_encoding_with_a_batch_size_below_one_is_refused_not_garbage(tiny_student):
+    for size in (0, -1):
+        with pytest.raises(ValueError, match=rf"batch_size must be a whole number >= 1, got {size}"):
+            tiny_student.encode_queries(["what is dense retrieval"], batch_size=size)

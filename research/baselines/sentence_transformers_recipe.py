@@ -31,6 +31,7 @@ from sentence_transformers.sentence_transformer.training_args import SentenceTra
 from hfdistill import from_teacher
 from hfdistill.cli import parse_args
 from hfdistill.data import load_query_splits
+from hfdistill.documents import index_texts, load_index_documents
 from hfdistill.evaluation import evaluate_student, format_report
 from hfdistill.modeling_asymmetric import layer_stack, set_layer_stack
 from hfdistill.query_encoders import SentenceTransformerQueryEncoder
@@ -52,8 +53,11 @@ class PeerArguments:
 
 def main(peer: PeerArguments, data_args: QueryDataArguments, args: SentenceTransformerTrainingArguments) -> dict:
     train_texts, eval_texts = load_query_splits(data_args, args.seed)
+    num_queries = len(train_texts)
+    documents = load_index_documents(data_args)  # with --train_documents: the same index texts as hfdistill's
     reference = from_teacher(peer.teacher, peer.student_layers, student_query_prompt=peer.student_query_prompt)
-    targets = cached_teacher_embeddings(reference, train_texts, data_args.embedding_cache_dir, 64)
+    train_texts += index_texts(data_args, documents, reference.query_tokenizer, num_queries, args.seed)
+    targets = cached_teacher_embeddings(reference, train_texts, data_args.embedding_cache_dir, 64, num_queries)
     prompt = reference.config.student_prompt  # the teacher's query prompt, unless the student is prompt-free
 
     student = SentenceTransformer(peer.teacher, device="cpu")
@@ -75,12 +79,14 @@ def main(peer: PeerArguments, data_args: QueryDataArguments, args: SentenceTrans
         "recipe": "sentence-transformers layer reduction (SentenceTransformerTrainer + MSELoss)",
         "teacher": peer.teacher,
         "student_layers": peer.student_layers,
-        "num_train_queries": len(train_texts),
+        "num_train_queries": num_queries,
+        "train_documents": data_args.train_documents,
+        "num_document_texts": len(train_texts) - num_queries,
         "learning_rate": args.learning_rate,
         "batch_size": args.per_device_train_batch_size,
         "num_train_epochs": args.num_train_epochs,
         "train_runtime": metrics["train_runtime"],
-        "train_queries_per_second": len(train_texts) * args.num_train_epochs / metrics["train_runtime"],
+        "train_texts_per_second": len(train_texts) * args.num_train_epochs / metrics["train_runtime"],
         "threads": torch.get_num_threads(),
     }
     Path(args.output_dir, "peer_record.json").write_text(json.dumps(record, indent=2))
