@@ -6,8 +6,7 @@ from .configuration_asymmetric import AsymmetricDualEncoderConfig, select_layers
 from .data import alignment_datasets, load_queries, split_queries
 from .documents import document_inputs, load_documents
 from .modeling_asymmetric import AsymmetricDualEncoder
-from .persistence import load_student
-from .teacher import config_from_teacher, from_teacher
+from .teacher import config_from_teacher, from_teacher, load_student
 from .trainer import EmbeddingAlignmentTrainer
 from .training_args import EmbeddingAlignmentConfig
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 from transformers.utils.logging import tqdm
 
+from .export import SERVING_BACKENDS
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import SIDES
 from .provenance import environment
 
-BACKENDS = ("torch", "onnx", "onnx-int8")  # how a query encoder runs: PyTorch fp32, ONNX Runtime fp32 or int8 weights
+BACKENDS = ("torch", *SERVING_BACKENDS)  # how a query encoder runs: PyTorch fp32, or an exported one
 
 
 @dataclass
@@ -99,7 +100,7 @@ class SpeedResults:
         return self.encoder("teacher").latency_p50_ms / encoder.latency_p50_ms
 
 
-def query_encoders(
+def backend_encoders(
     model: AsymmetricDualEncoder, backends: tuple[str, ...], workdir: str, num_threads: int | None
 ) -> dict[tuple[str, str], object]:
     """{(side, backend): encode function} for teacher and student under each backend; ONNX ones are exported to
@@ -113,13 +114,13 @@ def query_encoders(
         return encoders
     from .export import ONNX_FILES, OnnxQueryEncoder, check_export, export_query_encoder
 
-    quantize = "int8" if "onnx-int8" in exported else None
+    quantize = next((SERVING_BACKENDS[b] for b in exported if SERVING_BACKENDS[b]), None)
     check_export("onnx", quantize)
     folders = {
         side: export_query_encoder(model, Path(workdir, side), "onnx", quantize, side).parents[1] for side in SIDES
     }
     for backend in exported:  # one export per side: its fp32 graph and, if asked, the int8 one
-        file_name = f"onnx/{ONNX_FILES['int8' if backend == 'onnx-int8' else None]}"
+        file_name = f"onnx/{ONNX_FILES[SERVING_BACKENDS[backend]]}"
         for side, folder in folders.items():
             encoders[side, backend] = OnnxQueryEncoder(folder, file_name, num_threads).encode_queries
     return encoders
@@ -149,7 +150,7 @@ def measure_speed(
         torch.set_num_threads(num_threads)
     model.eval()
     with tempfile.TemporaryDirectory() as workdir:
-        encoders = query_encoders(model, tuple(backends), workdir, num_threads)
+        encoders = backend_encoders(model, tuple(backends), workdir, num_threads)
         encoders.update({(name, "other"): encode for name, encode in (other_encoders or {}).items()})
         throughput = {key: {} for key in encoders}
         for batch_size in batch_sizes:

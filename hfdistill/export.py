@@ -25,6 +25,9 @@ from .persistence import NotExpressibleError, check_side, declare_without_pooler
 
 BACKENDS = ("onnx",)
 QUANTIZATIONS = ("int8",)
+# every exported way to serve a query encoder: its name (in benchmarks, results files and cards) -> its quantization;
+# the benchmark, the exported encoder and the model card read this table
+SERVING_BACKENDS = {"onnx": None, "onnx-int8": "int8"}
 ENCODER_FILE = "query_encoder.json"  # what the exported folder encodes, and how it reads queries
 ONNX_FILES = {None: "model.onnx", "int8": "model_qint8.onnx"}
 ONNX_HELP = "pip install 'hfdistill[onnx]' (onnxruntime, onnx, onnxscript)"
@@ -90,23 +93,14 @@ def _onnx_export(graph: nn.Module, inputs: tuple, path: Path) -> None:
             torch.onnx.export(graph, inputs, str(path), dynamo=True, **options)
 
 
-def export_query_encoder(
-    model: AsymmetricDualEncoder,
-    directory: str | Path,
-    backend: str = "onnx",
-    quantize: str | None = None,
-    side: str = "student",
-) -> Path:
-    """Write the query encoder of `side` (`student`, or `teacher` for side-by-side baselines) to `directory`: a
-    sentence-transformers model of that side (see `AsymmetricDualEncoder.query_sentence_transformer`) with its ONNX
-    graph (`onnx/model.onnx`), plus int8 dynamic-quantized weights when `quantize="int8"` (`onnx/model_qint8.onnx`).
-    `OnnxQueryEncoder(directory)` loads the last written (`file_name=` picks the other). A student that
-    sentence-transformers cannot express gets the ONNX files, tokenizer and prompt only, with a warning.
-    Returns the ONNX file written last."""
-    check_export(backend, quantize, side)
+def save_query_encoder(model: AsymmetricDualEncoder, directory: str | Path, side: str = "student") -> None:
+    """Write the query encoder of `side` (`student`, or `teacher` for side-by-side baselines) to `directory` as a
+    plain sentence-transformers model (see `AsymmetricDualEncoder.query_sentence_transformer`; no remote code, no
+    document encoder) with `ENCODER_FILE`, which names the teacher whose index it queries. A student that
+    sentence-transformers cannot express gets its tokenizer and `ENCODER_FILE` only, with a warning."""
+    check_side(side)
     directory = Path(directory)
     model = model.eval().to("cpu")
-    tokenizer = model.query_tokenizer if side == "student" else model.tokenizer
     try:
         model.query_sentence_transformer(side).save(str(directory), create_model_card=False)
         modules = json.loads((directory / "modules.json").read_text())
@@ -116,8 +110,41 @@ def export_query_encoder(
         declare_without_pooler(directory / modules[0]["path"], model.query_encoder if side == "student" else
                                model.document_encoder)  # fmt: skip
     except NotExpressibleError as error:
-        logger.warning("%s holds no sentence-transformers model, only the ONNX query encoder: %s", directory, error)
-        tokenizer.save_pretrained(directory)
+        logger.warning("%s holds no sentence-transformers model, only the query encoder's files: %s", directory, error)
+        (model.query_tokenizer if side == "student" else model.tokenizer).save_pretrained(directory)
+    teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
+    _write_encoder_file(directory, {
+        "side": side,
+        "teacher": model.config.teacher_name_or_path,
+        "teacher_revision": model.config.teacher_revision,
+        "layers": list(model.config.student_layers if side == "student" else teacher_layers),
+        "prompt": model.query_prompt_of(side),
+        "document_prompt": model.config.document_prompt,
+        "max_length": model.config.max_length,
+        "embedding_dim": model.config.embedding_dim,
+        "file_name": None,
+        "quantize": None,
+    })  # fmt: skip
+
+
+def _write_encoder_file(directory: Path, record: dict) -> None:
+    (directory / ENCODER_FILE).write_text(json.dumps(record, indent=2))
+
+
+def export_query_encoder(
+    model: AsymmetricDualEncoder,
+    directory: str | Path,
+    backend: str = "onnx",
+    quantize: str | None = None,
+    side: str = "student",
+) -> Path:
+    """Write the query encoder of `side` to `directory` as `save_query_encoder` does, with its ONNX graph
+    (`onnx/model.onnx`), plus int8 dynamic-quantized weights when `quantize="int8"` (`onnx/model_qint8.onnx`).
+    `OnnxQueryEncoder(directory)` loads the last written (`file_name=` picks the other). Returns that file."""
+    check_export(backend, quantize, side)
+    directory = Path(directory)
+    save_query_encoder(model, directory, side)
+    tokenizer = model.query_tokenizer if side == "student" else model.tokenizer
     (directory / "onnx").mkdir(parents=True, exist_ok=True)
     sample = tokenizer(["what is a dense retriever", "query"], padding=True, return_tensors="pt")
     graph = _QueryEmbedding(model, side)
@@ -136,23 +163,8 @@ def export_query_encoder(
             )
         finally:
             root.setLevel(level)
-    teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
-    layers = model.config.student_layers if side == "student" else teacher_layers
-    (directory / ENCODER_FILE).write_text(
-        json.dumps(
-            {
-                "side": side,
-                "teacher": model.config.teacher_name_or_path,
-                "layers": list(layers),
-                "prompt": model.query_prompt_of(side),
-                "max_length": model.config.max_length,
-                "embedding_dim": model.config.embedding_dim,
-                "file_name": f"onnx/{target.name}",
-                "quantize": quantize,
-            },
-            indent=2,
-        )
-    )
+    record = json.loads((directory / ENCODER_FILE).read_text())
+    _write_encoder_file(directory, {**record, "file_name": f"onnx/{target.name}", "quantize": quantize})
     return target
 
 
@@ -176,7 +188,7 @@ class OnnxQueryEncoder:
             options.intra_op_num_threads = num_threads
         path = directory / (file_name or self.config["file_name"])
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.backend = "onnx-int8" if self.config["quantize"] == "int8" else "onnx"
+        self.backend = next(name for name, quantize in SERVING_BACKENDS.items() if quantize == self.config["quantize"])
 
     def encode_queries(self, queries: list[str], batch_size: int = 32, show_progress_bar: bool = False):
         # Batches are assembled in numpy and the tensor made once: a torch op between two runs wakes torch's own

@@ -16,7 +16,8 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from .agreement import AGREEMENT_FILE
-from .model_card import EXPORTED_EVAL_RESULTS, teacher_base_model, write_model_card
+from .export import ENCODER_FILE, save_query_encoder
+from .model_card import EXPORTED_EVAL_RESULTS, TRAINING_RECORD, teacher_base_model, write_model_card
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .provenance import is_hub_id
 
@@ -35,6 +36,10 @@ class PushError(RuntimeError):
     """A push that cannot succeed as asked; the message says how to fix it."""
 
 
+LAYOUTS = ("router", "query_encoder")  # the student with its teacher (one model), or the query encoder alone
+RESULT_FILES = ("eval_results.json", EXPORTED_EVAL_RESULTS.format("*"), "speed_results.json", TRAINING_RECORD)
+
+
 def stage_for_hub(
     model: AsymmetricDualEncoder,
     model_dir: str | Path,
@@ -42,16 +47,54 @@ def stage_for_hub(
     repo_id: str,
     agreement: list[dict] | None = None,
     base_model: str | None = None,
+    layout: str = "router",
+    query_encoder: str | Path | None = None,
 ) -> None:
-    """Copy what a Hub repo needs into `staging`: the saved student (its one layout serves transformers and
-    sentence-transformers), its results, the agreement check made before this push, and a card; no checkpoints or
-    training state."""
-    shutil.copytree(
-        model_dir, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint-*", "*.bin", "*.pt", "*.pth")
-    )
+    """Copy what a Hub repo needs into `staging`, with the agreement check made before this push and a card; no
+    checkpoints or training state. `router`: the saved student as it is (its one layout serves transformers and
+    sentence-transformers, the teacher inside as the document encoder). `query_encoder`: the student's query encoder
+    alone as a plain model (`export.save_query_encoder`), or the `recipes/export.py` folder `query_encoder` with its
+    ONNX graphs, beside the student's results."""
+    if layout == "router":
+        shutil.copytree(model_dir, staging, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("checkpoint-*", "*.bin", "*.pt", "*.pth"))  # fmt: skip
+    elif query_encoder is not None:  # its own card and results would not be this repo's
+        ignore = shutil.ignore_patterns("README.md", AGREEMENT_FILE, *RESULT_FILES)
+        shutil.copytree(query_encoder, staging, dirs_exist_ok=True, ignore=ignore)
+    else:
+        save_query_encoder(model, staging)
+    if layout == "query_encoder":
+        for pattern in RESULT_FILES:
+            for path in Path(model_dir).glob(pattern):
+                shutil.copy(path, staging)
     if agreement is not None:
         (staging / AGREEMENT_FILE).write_text(json.dumps(agreement, indent=2))
-    write_model_card(model, staging, repo_id, base_model)
+    write_model_card(model, staging, repo_id, base_model, layout)
+
+
+def check_layout(model: AsymmetricDualEncoder, layout: str, query_encoder: str | Path | None) -> None:
+    """A `ValueError` for an unknown layout, or a `query_encoder` folder that is not this student's export."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"Unknown layout {layout!r}; choose one of {LAYOUTS}.")
+    if query_encoder is None:
+        return
+    if layout != "query_encoder":
+        raise ValueError("--query_encoder publishes an exported query encoder alone: pass --layout query_encoder.")
+    record = Path(query_encoder) / ENCODER_FILE
+    if not record.is_file():
+        raise ValueError(
+            f"--query_encoder {str(query_encoder)!r} is not a recipes/export.py folder (no {ENCODER_FILE})."
+        )
+    exported = json.loads(record.read_text())
+    if (exported["side"], exported["teacher"], exported["layers"]) != (
+        "student",
+        model.config.teacher_name_or_path,
+        list(model.config.student_layers),
+    ):
+        raise ValueError(
+            f"--query_encoder {str(query_encoder)!r} was exported from another model (the {exported['side']} side, "
+            f"layers {exported['layers']} of {exported['teacher']}), not this student."
+        )
 
 
 @contextmanager
@@ -105,7 +148,7 @@ def push_folder(
             repo_id=repo_id,
             folder_path=str(folder),
             revision=revision,
-            allow_patterns=UPLOAD_PATTERNS,
+            allow_patterns=UPLOAD_PATTERNS if (Path(folder) / "router_config.json").is_file() else None,
             commit_message=commit_message,
         )
     return commit.commit_url
@@ -119,21 +162,36 @@ def push_to_hub(
     check=None,
     cache_dir: str = "~/.cache/hfdistill/embeddings",
     base_model: str | None = None,
+    layout: str = "router",
+    query_encoder: str | Path | None = None,
+    dry_run: str | Path | None = None,
     **push_kwargs,
 ) -> str:
-    """Publish the student saved in `model_dir`: weights, config, tokenizer, code, card, results in one commit. The
-    student is loaded and checked first (a damaged folder is never pushed); with `check` (`PublishCheckArguments`)
-    its agreement with the teacher on the publisher's data goes into the card, and a push below the threshold set
-    there is refused (a `ValueError`)."""
+    """Publish the student saved in `model_dir` in one commit, as `layout` (see `stage_for_hub`): the student is
+    loaded and checked first (a damaged folder is never pushed); with `check` (`PublishCheckArguments`) its agreement
+    with the teacher on the publisher's data goes into the card, and a push below the threshold set there is refused
+    (a `ValueError`). With `dry_run` (a new folder) the repo is staged there and nothing is uploaded; returns the
+    commit URL, or that folder."""
     from .agreement import check_before_publishing
-    from .persistence import load_student
+    from .teacher import load_student
 
+    if (Path(model_dir) / ENCODER_FILE).is_file():
+        raise ValueError(
+            f"{str(model_dir)!r} is an exported query encoder: publish it with its student, --model <the student's "
+            f"folder> --layout query_encoder --query_encoder {model_dir}."
+        )
+    if dry_run is not None and Path(dry_run).exists() and any(Path(dry_run).iterdir()):
+        raise ValueError(f"--dry_run {str(dry_run)!r} is not empty; give a new folder to stage the repo in.")
     model = load_student(str(model_dir))
+    check_layout(model, layout, query_encoder)
     teacher = teacher_base_model(model_dir, model.config, base_model)
     if not is_hub_id(teacher):
         raise ValueError(f"The teacher of {str(model_dir)!r} was loaded from {teacher!r}, a local path, which the "
                          "card cannot name as its base model: pass --base_model <the teacher's Hub id>.")  # fmt: skip
     report = check_before_publishing(model, check, cache_dir) if check is not None else None
+    if dry_run is not None:
+        stage_for_hub(model, model_dir, Path(dry_run), repo_id, report, base_model, layout, query_encoder)
+        return str(dry_run)
     with tempfile.TemporaryDirectory() as staging:
-        stage_for_hub(model, model_dir, Path(staging), repo_id, report, base_model)
+        stage_for_hub(model, model_dir, Path(staging), repo_id, report, base_model, layout, query_encoder)
         return push_folder(staging, repo_id, private=private, revision=revision, **push_kwargs)

@@ -9,6 +9,7 @@ from transformers.utils import cached_file
 
 from .agreement import AGREEMENT_FILE
 from .benchmark import SpeedResults
+from .export import SERVING_BACKENDS
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .provenance import is_hub_id, source_name
 
@@ -54,8 +55,10 @@ def describe_head(head: list[dict]) -> str:
         elif module["type"] == "Dense":
             activation = config.get("activation_function", "torch.nn.modules.activation.Tanh").rsplit(".", 1)[-1]
             words.append(f"Dense {config['in_features']} -> {config['out_features']} ({activation})")
-        else:
+        elif module["type"] == "Normalize":
             words.append("L2 normalization")
+        else:  # never described as something it is not
+            raise ValueError(f"Unknown head module {module['type']!r}.")
     return ", ".join(words)
 
 
@@ -114,11 +117,16 @@ def teacher_base_model(model_dir: str | Path, config, base_model: str | None = N
 
 
 def build_model_card(
-    model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None, base_model: str | None = None
+    model: AsymmetricDualEncoder,
+    model_dir: str | Path,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+    layout: str = "router",
 ) -> ModelCard:
     """The card of the student saved in `model_dir`, from its config and the JSON records found there. `base_model`
     is the teacher's Hub id where it was loaded from a local copy; a local path is never written as the base model
-    or linked."""
+    or linked. `layout` is what the folder holds: `router` (the student and its teacher, one model) or
+    `query_encoder` (the student alone, a plain model, with its ONNX graphs where exported)."""
     model_dir = Path(model_dir)
     config = model.config
     repo_id = repo_id or str(model_dir)
@@ -126,7 +134,7 @@ def build_model_card(
     training = _read_json(model_dir / TRAINING_RECORD)
     exported_eval_results = {
         backend: result
-        for backend in ("onnx", "onnx-int8")
+        for backend in SERVING_BACKENDS
         if (result := _read_json(model_dir / EXPORTED_EVAL_RESULTS.format(backend))) is not None
     }
     speed = _read_json(model_dir / "speed_results.json")
@@ -193,6 +201,8 @@ def build_model_card(
         speed=speed_rows(speed) if speed else None,
         onnx_backends=sorted({*exported_eval_results, *(speed.backends[1:] if speed else [])}),
         training=training,
+        layout=layout,
+        onnx_files=sorted(str(p.relative_to(model_dir)) for p in (model_dir / "onnx").glob("*.onnx")),
         train_queries=_describe_source(training["train_queries"]) if training else None,
         train_documents=[_describe_source(source) for source in (training or {}).get("train_documents") or []],
         languages=languages,
@@ -209,12 +219,16 @@ def build_model_card(
 
 
 def write_model_card(
-    model: AsymmetricDualEncoder, model_dir: str | Path, repo_id: str | None = None, base_model: str | None = None
+    model: AsymmetricDualEncoder,
+    model_dir: str | Path,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+    layout: str = "router",
 ) -> Path | None:
     """Render and save README.md; a card problem is logged, never raised, so it cannot break training or a push."""
     try:
         path = Path(model_dir) / "README.md"
-        build_model_card(model, model_dir, repo_id, base_model).save(path)
+        build_model_card(model, model_dir, repo_id, base_model, layout).save(path)
         return path
     except Exception as error:  # noqa: BLE001 - the card is documentation, never a reason to fail
         logger.warning("Could not write the model card in %s: %s", model_dir, error)

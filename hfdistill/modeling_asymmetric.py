@@ -136,8 +136,10 @@ def build_head(head: list[dict]) -> nn.ModuleList:
         elif module["type"] == "Dense":
             activation = import_from_string(config.pop("activation_function", "torch.nn.modules.activation.Tanh"))
             modules.append(Dense(**config, activation_function=activation()))
-        else:
+        elif module["type"] == "Normalize":
             modules.append(Normalize())
+        else:  # the config refuses such a head when it is built or read; never built as something else
+            raise ValueError(f"Unknown head module {module['type']!r}.")
     return nn.ModuleList(modules)
 
 

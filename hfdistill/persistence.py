@@ -185,29 +185,3 @@ def load_routes(model, path: str, structure: dict, hub_kwargs: dict) -> None:
             if next(module.parameters(), None) is not None:
                 local, name = file(f"{folder}/{SAFE_WEIGHTS_NAME}")
                 load_into(module, read_weights(local, name), name)
-
-
-def load_student(name_or_path: str, **kwargs):
-    """A saved hfdistill student (`AsymmetricDualEncoder.from_pretrained`), with one clear error naming the path for
-    anything else: a missing folder, another kind of model, a damaged weights file."""
-    from transformers import PreTrainedConfig
-
-    from .modeling_asymmetric import AsymmetricDualEncoder
-
-    local = Path(str(name_or_path)).expanduser()
-    if not local.exists() and (str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1):
-        raise FileNotFoundError(f"{str(name_or_path)!r}: no such folder (a Hub id has the form `namespace/name`).")
-    if local.is_dir() and not (local / "config.json").is_file():
-        raise ValueError(f"{str(name_or_path)!r} holds no config.json: not a saved student.")
-    try:
-        config_dict, _ = PreTrainedConfig.get_config_dict(name_or_path, **kwargs)
-    except (OSError, ValueError) as error:
-        reason = str(error).strip().split("\n")[0]
-        raise FileNotFoundError(f"{name_or_path!r} is not a saved student: {reason}") from None
-    model_type = config_dict.get("model_type")
-    if model_type != AsymmetricDualEncoder.config_class.model_type:
-        raise ValueError(
-            f"{name_or_path!r} is not an hfdistill student (model_type={model_type!r}); distill one with "
-            "recipes/distill.py or build it with hfdistill.from_teacher."
-        )
-    return AsymmetricDualEncoder.from_pretrained(name_or_path, **kwargs)

@@ -2,6 +2,7 @@
 ONNX export (`export.py`), or any sentence-transformers model whose embeddings live in the teacher's space, such as a
 training-free baseline (model2vec's static vectors of the teacher: research/model2vec_baseline.py)."""
 
+import json
 from pathlib import Path
 
 from .export import ENCODER_FILE, OnnxQueryEncoder
@@ -36,7 +37,7 @@ def load_query_encoder(name_or_path: str, num_threads: int | None = None, device
     """The student's exported query encoder (a folder written by `recipes/export.py`, run by ONNX Runtime on the CPU
     with `num_threads`), else a sentence-transformers model (folder or Hub id) on `device`, where the student runs."""
     path = Path(name_or_path)
-    if (path / ENCODER_FILE).is_file():
+    if (path / ENCODER_FILE).is_file() and json.loads((path / ENCODER_FILE).read_text()).get("file_name"):
         return OnnxQueryEncoder(path, num_threads=num_threads)
     if path.is_dir() and not (path / "modules.json").is_file():
         raise ValueError(

@@ -1,10 +1,12 @@
-"""Reading a teacher as sentence-transformers reads it, and building a student from it (`from_teacher`).
+"""Reading a teacher as sentence-transformers reads it, building a student from it (`from_teacher`), and loading a
+saved student with one clear error for anything else (`load_student`).
 
 Needed only to build a student: a saved student carries its teacher's architecture, head and prompts in its config,
 so this module is not part of the code a saved model ships for `trust_remote_code` loading.
 """
 
 import json
+from pathlib import Path
 
 import torch
 from sentence_transformers.sentence_transformer.modules import Dense
@@ -312,3 +314,25 @@ def _commit_of(resolved_file: str | None) -> str | None:
     """The Hub commit a cached file belongs to (`.../snapshots/<commit>/...`), None for local folders."""
     parts = (resolved_file or "").replace("\\", "/").split("/")
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
+
+def load_student(name_or_path: str, **kwargs):
+    """A saved hfdistill student (`AsymmetricDualEncoder.from_pretrained`), with one clear error naming the path for
+    anything else: a missing folder, another kind of model, a damaged weights file."""
+    local = Path(str(name_or_path)).expanduser()
+    if not local.exists() and (str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1):
+        raise FileNotFoundError(f"{str(name_or_path)!r}: no such folder (a Hub id has the form `namespace/name`).")
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ValueError(f"{str(name_or_path)!r} holds no config.json: not a saved student.")
+    try:
+        config_dict, _ = PreTrainedConfig.get_config_dict(name_or_path, **kwargs)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().split("\n")[0]
+        raise FileNotFoundError(f"{name_or_path!r} is not a saved student: {reason}") from None
+    model_type = config_dict.get("model_type")
+    if model_type != AsymmetricDualEncoder.config_class.model_type:
+        raise ValueError(
+            f"{name_or_path!r} is not an hfdistill student (model_type={model_type!r}); distill one with "
+            "recipes/distill.py or build it with hfdistill.from_teacher."
+        )
+    return AsymmetricDualEncoder.from_pretrained(name_or_path, **kwargs)

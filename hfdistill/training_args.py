@@ -85,7 +85,8 @@ class StudentArguments:
     student_layers: list[str] | None = field(  # indices, or `auto`; converted to ints in __post_init__
         default=None,
         metadata={
-            "help": "0-based teacher layers to keep, e.g. `0 5` (overrides the strategy; `[]` in a config: none), or `auto`."
+            "help": "0-based teacher layers to keep, e.g. `0 5` (overrides the strategy; `[]` in a config: none), "
+            "or `auto`."
         },
     )
     layer_strategy: str = field(

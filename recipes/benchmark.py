@@ -58,6 +58,7 @@ def main(args: BenchmarkArguments) -> SpeedResults:
     print(format_speed(results))
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.output_dir) / "speed_results.json").write_text(json.dumps(results.to_dict(), indent=2))
+    print(f"Next, publish it with its card: python recipes/push.py --model {args.model} --repo_id <user>/<name>")
     return results
 
 

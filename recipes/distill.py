@@ -1,7 +1,7 @@
 """Distill a small query encoder from a frozen teacher by embedding alignment (Wang & Lyu, 2023).
 
     python recipes/distill.py recipes/configs/minilm-2L.yaml --output_dir out/minilm-2L
-    accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml recipes/distill.py <config>
+    accelerate launch --multi_gpu recipes/distill.py <config>  # one process per GPU of the machine
 
 Any option of the config can be overridden on the command line (`--key value`); see `--help`. With `--push_to_hub
 true` the saved student, its records and card are pushed once training has written them; a push that fails leaves
@@ -164,15 +164,18 @@ def train(student_args, data_args, training_args, check, resume, train_texts, ev
         )
         Path(output_dir, TRAINING_RECORD).write_text(json.dumps(record, indent=2))
         write_model_card(model, output_dir, training_args.hub_model_id)
-    if push:
-        repo_id = training_args.hub_model_id
-        try:
-            url = push_to_hub(output_dir, repo_id, bool(training_args.hub_private_repo), training_args.hub_revision,
-                              check, data_args.embedding_cache_dir, token=training_args.hub_token)  # fmt: skip
-        except (PushError, ValueError) as error:
-            sys.exit(f"error: {error} The student and its records are saved in {output_dir}; push them with "
-                     f"`python recipes/push.py --model {output_dir} --repo_id {repo_id}`.")  # fmt: skip
-        print(f"Pushed {output_dir} to {repo_id}: {url}")
+    if not push:
+        print(f"Next, score it: python recipes/evaluate.py --model {output_dir} --tasks <mteb tasks or BEIR folders> "
+              f"--output_dir {output_dir}")  # fmt: skip
+        return
+    repo_id = training_args.hub_model_id
+    try:
+        url = push_to_hub(output_dir, repo_id, bool(training_args.hub_private_repo), training_args.hub_revision,
+                          check, data_args.embedding_cache_dir, token=training_args.hub_token)  # fmt: skip
+    except (PushError, ValueError) as error:
+        sys.exit(f"error: {error} The student and its records are saved in {output_dir}; push them with "
+                 f"`python recipes/push.py --model {output_dir} --repo_id {repo_id}`.")  # fmt: skip
+    print(f"Pushed {output_dir} to {repo_id}: {url}")
 
 
 @contextmanager

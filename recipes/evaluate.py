@@ -92,6 +92,8 @@ def main(args: EvaluationArguments) -> list[dict]:
         results_file = EXPORTED_EVAL_RESULTS.format(query_encoder.backend) if query_encoder else "eval_results.json"
         (out / results_file).write_text(json.dumps(report, indent=2))
         reports.append(report)
+    print(f"Next, time it against its teacher: python recipes/benchmark.py --model {args.model[0]} --queries <your "
+          f"queries> --output_dir {args.model[0]}")  # fmt: skip
     return reports
 
 

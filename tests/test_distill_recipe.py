@@ -121,6 +121,35 @@ def test_joined_queries_are_added_examples_not_counted_as_queries(tiny_teacher, 
     assert "plus 50% as many examples of 2 to 3 of them joined" in card
 
 
+def test_documents_are_added_examples_embedded_alone_after_a_query_only_run(tiny_teacher, queries, tmp_path):
+    """The index's texts follow the queries and joined queries: a run adding them reads the query-only run's teacher
+    embeddings and embeds only its new texts, trains on all, and records and states them."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": str(i), "title": "", "text": f"{a} {b}. {b} {a} the city river."})
+                              + "\n" for i, (a, b) in enumerate(zip(queries[:60], queries[60:120]))))  # fmt: skip
+    distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=30) + [
+        "--num_train_epochs",
+        "1",
+        "--save_strategy",
+        "no",
+        "--eval_strategy",
+        "no",
+        "--joined_query_fraction",
+        "0.5",
+    ]
+    run_script(distill + ["--output_dir", str(tmp_path / "queries")], ENV)
+    added = ["--train_documents", str(corpus), "--document_fraction", "0.25", "--train_languages", "en"]
+    adapted = run_script(distill + added + ["--output_dir", str(tmp_path / "index")], ENV)
+    record = json.loads((tmp_path / "index" / "distillation.json").read_text())
+    assert (record["num_train_queries"], record["num_documents"], record["num_document_texts"]) == (260, 60, 65)
+    assert record["global_steps"] == 16  # (260 queries + 130 joined + 65 document texts = 455) / 30, rounded up
+    embedded = re.findall(r"Teacher embedded (\d+) texts .*\((\d+) more read from the cache\)", adapted.stderr)
+    assert embedded == [("65", "390")]  # the queries, joined queries and held-out ones came from the first run
+    card = (tmp_path / "index" / "README.md").read_text()
+    assert "and 65 texts cut from 60 documents of the index it serves (a local file (`" in card
+    assert "language:\n- en\n" in card
+
+
 def test_prompt_free_decoder_student_from_the_recipe(queries, tmp_path):
     """A Qwen3-style teacher with an instruction prompt: targets with the prompt, a student on raw queries."""
     teacher = write_st_teacher(tmp_path / "qwen3", "qwen3", "lasttoken", prompts=QWEN3_PROMPTS)

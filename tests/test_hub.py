@@ -269,3 +269,71 @@ def test_a_student_of_a_local_teacher_is_published_only_under_the_teachers_hub_i
     card = ModelCard.load(tmp_path / "hub" / "tester" / "local" / "main" / "README.md")
     assert card.data.base_model == BASE and f"https://huggingface.co/{BASE}" in card.text
     assert "https://huggingface.co//" not in card.text and str(tmp_path) not in str(card.data.to_dict())
+
+
+def test_the_query_encoder_alone_is_a_plain_model_that_every_loader_reads(uploads, saved_student, tmp_path):
+    """`--layout query_encoder`: no remote code, no teacher inside; with the export folder, its ONNX graphs. Loaded by
+    sentence-transformers, transformers and onnxruntime alone, each matching the student."""
+    import onnxruntime
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoTokenizer
+
+    from hfdistill.export import export_query_encoder
+
+    student = AsymmetricDualEncoder.from_pretrained(saved_student)
+    (saved_student / "eval_results.json").write_text(json.dumps({
+        "teacher": "t", "student": "s", "student_layers": [0, 3], "mean_retention": 0.9,
+        "tasks": {"scifact": {"teacher": {"ndcg_at_10": 0.6}, "student": {"ndcg_at_10": 0.54}, "retention": 0.9,
+                              "languages": ["en"]}}}))  # fmt: skip
+    export_query_encoder(student, tmp_path / "int8", quantize="int8")
+    push_to_hub(saved_student, "tester/queries", base_model=BASE, layout="query_encoder",
+                query_encoder=tmp_path / "int8", token=TOKEN)  # fmt: skip
+    repo = uploads.root / "tester" / "queries" / "main"
+    files = {str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file()}
+    assert {"onnx/model.onnx", "onnx/model_qint8.onnx", "modules.json", "model.safetensors", "README.md",
+            "eval_results.json", "query_encoder.json"} <= files  # fmt: skip
+    assert not [f for f in files if f.endswith(".py") or f.startswith("document_") or f == "router_config.json"]
+    expected = student.encode_queries(TEXTS)
+    assert (SentenceTransformer(str(repo)).encode_query(TEXTS, convert_to_tensor=True) - expected).abs().max() < 1e-5
+    tokenizer = AutoTokenizer.from_pretrained(str(repo))  # no remote code, no prompt
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    states = AutoModel.from_pretrained(str(repo))(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1)
+    pooled = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)  # the card's head
+    assert (pooled - expected).abs().max() < 1e-5
+    session = onnxruntime.InferenceSession(str(repo / "onnx" / "model.onnx"))
+    batch = tokenizer(TEXTS, padding=True, return_tensors="np")
+    onnx = session.run(["sentence_embedding"], {k: batch[k] for k in ("input_ids", "attention_mask")})[0]
+    assert abs(onnx - expected.numpy()).max() < 1e-4
+    card = ModelCard.load(repo / "README.md")
+    assert card.data.base_model == BASE and card.data.language == ["en"] and "This repository holds the query " \
+        "encoder only" in card.text and "`onnx/model.onnx`, `onnx/model_qint8.onnx`" in card.text  # fmt: skip
+    assert "trust_remote_code" not in card.text and 'SentenceTransformer("tester/queries")' in card.text
+
+
+def test_a_dry_run_stages_each_layout_without_uploading_and_wrong_folders_are_refused(
+    uploads, saved_student, tmp_path
+):
+    from hfdistill.export import export_query_encoder
+
+    router = push_to_hub(saved_student, "tester/x", base_model=BASE, dry_run=tmp_path / "router", token=TOKEN)
+    alone = push_to_hub(saved_student, "tester/x", base_model=BASE, layout="query_encoder",
+                        dry_run=tmp_path / "alone", token=TOKEN)  # fmt: skip
+    assert not uploads.calls
+    assert (Path(router) / "router_config.json").is_file() and (Path(router) / "README.md").is_file()
+    assert (Path(alone) / "modules.json").is_file() and not (Path(alone) / "router_config.json").exists()
+    assert not (Path(alone) / "onnx").exists()  # a PyTorch query encoder, without an export
+    with pytest.raises(ValueError, match=r"--dry_run '.*router' is not empty"):
+        push_to_hub(saved_student, "tester/x", base_model=BASE, dry_run=tmp_path / "router", token=TOKEN)
+    export_query_encoder(AsymmetricDualEncoder.from_pretrained(saved_student), tmp_path / "onnx")
+    with pytest.raises(ValueError, match=r"'.*onnx' is an exported query encoder: publish it with its student"):
+        push_to_hub(tmp_path / "onnx", "tester/x", base_model=BASE, token=TOKEN)
+    with pytest.raises(ValueError, match=r"--query_encoder publishes an exported query encoder alone: pass --layout"):
+        push_to_hub(saved_student, "tester/x", base_model=BASE, query_encoder=tmp_path / "onnx", token=TOKEN)
+    teacher_side = tmp_path / "teacher-onnx"
+    export_query_encoder(AsymmetricDualEncoder.from_pretrained(saved_student), teacher_side, side="teacher")
+    with pytest.raises(ValueError, match=r"was exported from another model \(the teacher side"):
+        push_to_hub(saved_student, "tester/x", base_model=BASE, layout="query_encoder", query_encoder=teacher_side,
+                    token=TOKEN)  # fmt: skip
+    with pytest.raises(ValueError, match=r"Unknown layout 'both'"):
+        push_to_hub(saved_student, "tester/x", base_model=BASE, layout="both", token=TOKEN)

@@ -265,3 +265,19 @@ def test_card_reports_agreement_per_checked_set(tiny_student, tmp_path):
     text = str(build_model_card(tiny_student, tmp_path, "me/tiny"))
     assert "| de/queries.txt | corpus.txt (900) | 50 | 81.0% | 0.9500 |" in text
     assert "| hi/queries.txt | corpus.txt (900) | 50 | 64.2% | 0.9500 |" in text
+
+
+def test_query_encoder_layout_snippets_run(tiny_student, tmp_path):
+    """Every snippet of a query-encoder repo's card runs: sentence-transformers with the teacher for documents,
+    transformers, and onnxruntime alone on the int8 graph."""
+    from hfdistill.export import export_query_encoder
+
+    saved = _saved(tiny_student, tmp_path)
+    export_query_encoder(tiny_student, tmp_path / "int8", quantize="int8")
+    repo = tmp_path / "repo"
+    stage_for_hub(tiny_student, saved, repo, str(repo), layout="query_encoder", query_encoder=tmp_path / "int8")
+    text = (repo / "README.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    assert len(snippets) == 3 and "onnxruntime.InferenceSession" in snippets[2] and "model_qint8.onnx" in snippets[2]
+    for snippet in snippets:
+        run_script(["-c", snippet])
