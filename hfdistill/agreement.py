@@ -11,8 +11,6 @@ from .modeling_asymmetric import AsymmetricDualEncoder
 from .provenance import source_name
 from .teacher_pass import cached_teacher_embeddings
 
-AGREEMENT_FILE = "agreement.json"
-
 
 @torch.inference_mode()
 def agreement(

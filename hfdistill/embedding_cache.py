@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # raised whenever what a key hashes changes: files of other versions are never read
 CACHE_FILE = "teacher-embeddings-{}.safetensors"  # {} = the key of the teacher and texts
+DEFAULT_CACHE_DIR = "~/.cache/hfdistill/embeddings"  # where teacher embeddings and scores are cached by default
 PREFIX_BLOCK = 8192  # texts per block: a file records the fingerprint of each multiple of it that it holds
 EMBEDDING_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 TEACHER_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -13,7 +13,7 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
-from .embedding_cache import CACHE_VERSION, teacher_fingerprint
+from .embedding_cache import CACHE_VERSION, DEFAULT_CACHE_DIR, teacher_fingerprint
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import check_side
 from .provenance import environment
@@ -38,7 +38,7 @@ class AsymmetricEncoder(AbsEncoder):
         model: AsymmetricDualEncoder,
         name: str,
         side: str = "student",
-        cache_dir: str | Path = "~/.cache/hfdistill/embeddings",
+        cache_dir: str | Path = DEFAULT_CACHE_DIR,
         batch_size: int = 64,
         query_encoder=None,
     ):
@@ -114,7 +114,7 @@ def evaluate_student(
     model: AsymmetricDualEncoder,
     name: str,
     tasks: list[AbsTaskRetrieval],
-    cache_dir: str | Path = "~/.cache/hfdistill/embeddings",
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
     batch_size: int = 64,
     query_encoder=None,
 ) -> dict:

@@ -22,13 +22,13 @@ from transformers import AutoTokenizer
 
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import NotExpressibleError, check_side, declare_without_pooler
+from .run_files import ENCODER_FILE
 
 BACKENDS = ("onnx",)
 QUANTIZATIONS = ("int8",)
 # every exported way to serve a query encoder: its name (in benchmarks, results files and cards) -> its quantization;
 # the benchmark, the exported encoder and the model card read this table
 SERVING_BACKENDS = {"onnx": None, "onnx-int8": "int8"}
-ENCODER_FILE = "query_encoder.json"  # what the exported folder encodes, and how it reads queries
 ONNX_FILES = {None: "model.onnx", "int8": "model_qint8.onnx"}
 ONNX_HELP = "pip install 'hfdistill[onnx]' (onnxruntime, onnx, onnxscript)"
 OUTPUTS = ("last_hidden_state", "sentence_embedding")

@@ -15,19 +15,20 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
-from .agreement import AGREEMENT_FILE
-from .export import ENCODER_FILE, save_query_encoder
-from .model_card import EXPORTED_EVAL_RESULTS, TRAINING_RECORD, teacher_base_model, write_model_card
+from .embedding_cache import DEFAULT_CACHE_DIR
+from .export import save_query_encoder
+from .model_card import teacher_base_model, write_model_card
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .provenance import is_hub_id
+from .run_files import AGREEMENT_FILE, ENCODER_FILE, RESULT_FILES
 
 logger = logging.getLogger(__name__)
 
-UPLOAD_PATTERNS = [
+UPLOAD_PATTERNS = [  # what a student's folder holds for the Hub: the model, its code, card and results
     "*.safetensors", "config.json", "*.py", "README.md", "tokenizer*", "vocab.txt", "merges.txt",
-    "special_tokens_map.json", "sentencepiece.bpe.model", "eval_results.json", "speed_results.json",
-    "distillation.json", "modules.json", "router_config.json", "config_sentence_transformers.json",
-    "query_*/*", "document_*/*", EXPORTED_EVAL_RESULTS.format("*"), AGREEMENT_FILE, "student_tokenizer/*",
+    "special_tokens_map.json", "sentencepiece.bpe.model", "modules.json", "router_config.json",
+    "config_sentence_transformers.json", "query_*/*", "document_*/*", "student_tokenizer/*", AGREEMENT_FILE,
+    *RESULT_FILES,
 ]  # fmt: skip
 LOGIN_HELP = "log in with `hf auth login` (or set HF_TOKEN) using a token with write access"
 
@@ -37,7 +38,6 @@ class PushError(RuntimeError):
 
 
 LAYOUTS = ("router", "query_encoder")  # the student with its teacher (one model), or the query encoder alone
-RESULT_FILES = ("eval_results.json", EXPORTED_EVAL_RESULTS.format("*"), "speed_results.json", TRAINING_RECORD)
 
 
 def stage_for_hub(
@@ -160,7 +160,7 @@ def push_to_hub(
     private: bool = False,
     revision: str | None = None,
     check=None,
-    cache_dir: str = "~/.cache/hfdistill/embeddings",
+    cache_dir: str = DEFAULT_CACHE_DIR,
     base_model: str | None = None,
     layout: str = "router",
     query_encoder: str | Path | None = None,

@@ -7,17 +7,15 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.utils import cached_file
 
-from .agreement import AGREEMENT_FILE
 from .benchmark import SpeedResults
 from .export import SERVING_BACKENDS
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .provenance import is_hub_id, source_name
+from .run_files import AGREEMENT_FILE, EVAL_RESULTS, EXPORTED_EVAL_RESULTS, SPEED_RESULTS, TRAINING_RECORD
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
-TRAINING_RECORD = "distillation.json"
-EXPORTED_EVAL_RESULTS = "eval_results_{}.json"  # {} = the backend of recipes/evaluate.py --query_encoder
 TAGS = ["hfdistill", "sentence-transformers", "feature-extraction", "mteb", "dense-retrieval", "query-encoder"]
 
 
@@ -130,14 +128,14 @@ def build_model_card(
     model_dir = Path(model_dir)
     config = model.config
     repo_id = repo_id or str(model_dir)
-    eval_results = _read_json(model_dir / "eval_results.json")
+    eval_results = _read_json(model_dir / EVAL_RESULTS)
     training = _read_json(model_dir / TRAINING_RECORD)
     exported_eval_results = {
         backend: result
         for backend in SERVING_BACKENDS
         if (result := _read_json(model_dir / EXPORTED_EVAL_RESULTS.format(backend))) is not None
     }
-    speed = _read_json(model_dir / "speed_results.json")
+    speed = _read_json(model_dir / SPEED_RESULTS)
     speed = SpeedResults.from_dict(speed) if speed else None
     agreement = _read_json(model_dir / AGREEMENT_FILE)
     if isinstance(agreement, dict):  # one set, as checks before several sets were recorded

@@ -16,10 +16,9 @@ from huggingface_hub import constants, try_to_load_from_cache
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .configuration_asymmetric import validate_layers
-from .model_card import TRAINING_RECORD
 from .provenance import is_hub_id
+from .run_files import RUN_LOCK, RUN_SETTINGS, TRAINER_STATE, TRAINING_RECORD
 
-TRAINER_STATE = "trainer_state.json"  # Trainer writes it last into a checkpoint: its presence marks one complete
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")  # a transformers model's weights
 
 
@@ -104,10 +103,6 @@ def finished_run(output_dir: str | os.PathLike) -> dict | None:
     """The record of the finished run in `output_dir` (written after its model is saved), or None."""
     record = Path(output_dir, TRAINING_RECORD)
     return json.loads(record.read_text()) if record.is_file() else None
-
-
-RUN_LOCK = "run.lock"  # pid, host and start of the run writing into a folder
-RUN_SETTINGS = "run_settings.json"  # what a run was started with: a resume must match it
 
 
 def _holder(lock: Path) -> dict | None:

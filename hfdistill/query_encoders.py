@@ -5,7 +5,8 @@ training-free baseline (model2vec's static vectors of the teacher: research/mode
 import json
 from pathlib import Path
 
-from .export import ENCODER_FILE, OnnxQueryEncoder
+from .export import OnnxQueryEncoder
+from .run_files import ENCODER_FILE
 
 
 class SentenceTransformerQueryEncoder:

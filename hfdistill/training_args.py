@@ -9,10 +9,9 @@ from transformers import TrainingArguments
 
 from .configuration_asymmetric import LAYER_STRATEGIES, POOLING_MODES
 from .documents import DOCUMENT_INPUTS, check_document_inputs
-from .embedding_cache import EMBEDDING_DTYPES
+from .embedding_cache import DEFAULT_CACHE_DIR, EMBEDDING_DTYPES
 from .losses import LOSSES
-
-RUN_FILES = ("config.json", "model.safetensors", "trainer_state.json", "training_args.bin")
+from .run_files import RUN_FILES
 
 
 @dataclass
@@ -252,9 +251,7 @@ class QueryDataArguments:
     split_seed: int | None = field(
         default=None, metadata={"help": "Seed of the held-out/train split (default: the training seed)."}
     )
-    embedding_cache_dir: str = field(
-        default="~/.cache/hfdistill/embeddings", metadata={"help": "Cache of teacher embeddings."}
-    )
+    embedding_cache_dir: str = field(default=DEFAULT_CACHE_DIR, metadata={"help": "Cache of teacher embeddings."})
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher's encoding."})
     embedding_dtype: str = field(
         default="float32",
@@ -380,7 +377,7 @@ class EmbeddingAlignmentConfig(TrainingArguments):
         metadata={"help": "BEIR-format folder: log eval_ndcg_at_10 and eval_retention at every evaluation."},
     )
     retrieval_cache_dir: str = field(
-        default="~/.cache/hfdistill/embeddings", metadata={"help": "Cache of the teacher's retrieval embeddings."}
+        default=DEFAULT_CACHE_DIR, metadata={"help": "Cache of the teacher's retrieval embeddings."}
     )
 
     def __post_init__(self):

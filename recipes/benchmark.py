@@ -13,6 +13,7 @@ from hfdistill.benchmark import BACKENDS, SpeedResults, format_speed, measure_sp
 from hfdistill.cli import input_errors, parse_args, setup_logging
 from hfdistill.data import load_queries
 from hfdistill.query_encoders import load_query_encoder
+from hfdistill.run_files import SPEED_RESULTS
 
 
 @dataclass
@@ -57,7 +58,7 @@ def main(args: BenchmarkArguments) -> SpeedResults:
     print(f"{args.model} vs {results.teacher} on {results.device}, {results.threads} threads")
     print(format_speed(results))
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(args.output_dir) / "speed_results.json").write_text(json.dumps(results.to_dict(), indent=2))
+    (Path(args.output_dir) / SPEED_RESULTS).write_text(json.dumps(results.to_dict(), indent=2))
     print(f"Next, publish it with its card: python recipes/push.py --model {args.model} --repo_id <user>/<name>")
     return results
 

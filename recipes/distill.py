@@ -24,7 +24,7 @@ from hfdistill.data import alignment_datasets, training_texts
 from hfdistill.documents import index_texts
 from hfdistill.hub import PushError, push_to_hub
 from hfdistill.layer_selection import select_student_layers
-from hfdistill.model_card import TRAINING_RECORD, write_model_card
+from hfdistill.model_card import write_model_card
 from hfdistill.preflight import (
     check_resume_settings,
     check_run,
@@ -36,6 +36,7 @@ from hfdistill.preflight import (
     write_run_settings,
 )
 from hfdistill.provenance import environment
+from hfdistill.run_files import TRAINING_RECORD
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import (
     EmbeddingAlignmentConfig,

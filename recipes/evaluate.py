@@ -16,10 +16,11 @@ from accelerate import PartialState
 
 from hfdistill import load_student
 from hfdistill.cli import input_errors, parse_args, setup_logging
+from hfdistill.embedding_cache import DEFAULT_CACHE_DIR
 from hfdistill.evaluation import evaluate_student, format_report
-from hfdistill.model_card import EXPORTED_EVAL_RESULTS
 from hfdistill.query_encoders import SentenceTransformerQueryEncoder, load_query_encoder
 from hfdistill.retrieval_tasks import resolve_task
+from hfdistill.run_files import EVAL_RESULTS, EXPORTED_EVAL_RESULTS
 
 
 @dataclass
@@ -35,7 +36,7 @@ class EvaluationArguments:
                   "with its scores, and on the model card (mteb's tasks know their own)."},
     )  # fmt: skip
     output_dir: str = field(default="out/eval", metadata={"help": "Where eval_results.json is written."})
-    cache_dir: str = field(default="~/.cache/hfdistill/embeddings", metadata={"help": "Teacher embedding cache."})
+    cache_dir: str = field(default=DEFAULT_CACHE_DIR, metadata={"help": "Teacher embedding cache."})
     batch_size: int = field(default=64, metadata={"help": "Encoding batch size."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: the accelerator, if any)."})
     query_encoder: str | None = field(
@@ -89,7 +90,7 @@ def main(args: EvaluationArguments) -> list[dict]:
         if len(args.model) > 1:
             out = out / re.sub(r"[^\w.-]+", "_", name).strip("_")
         out.mkdir(parents=True, exist_ok=True)
-        results_file = EXPORTED_EVAL_RESULTS.format(query_encoder.backend) if query_encoder else "eval_results.json"
+        results_file = EXPORTED_EVAL_RESULTS.format(query_encoder.backend) if query_encoder else EVAL_RESULTS
         (out / results_file).write_text(json.dumps(report, indent=2))
         reports.append(report)
     print(f"Next, time it against its teacher: python recipes/benchmark.py --model {args.model[0]} --queries <your "

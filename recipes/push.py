@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfdistill.cli import input_errors, parse_args, setup_logging
+from hfdistill.embedding_cache import DEFAULT_CACHE_DIR
 from hfdistill.hub import LAYOUTS, push_to_hub
 from hfdistill.training_args import PublishCheckArguments
 
@@ -29,7 +30,7 @@ class PushArguments:
     repo_id: str = field(metadata={"help": "Target repository, <user or org>/<name>."})
     private: bool = field(default=False, metadata={"help": "Create the repository as private."})
     revision: str | None = field(default=None, metadata={"help": "Branch to push to (created if missing)."})
-    cache_dir: str = field(default="~/.cache/hfdistill/embeddings", metadata={"help": "Teacher embedding cache."})
+    cache_dir: str = field(default=DEFAULT_CACHE_DIR, metadata={"help": "Teacher embedding cache."})
     base_model: str | None = field(
         default=None,
         metadata={"help": "The teacher's Hub id, for a student whose teacher was loaded from a local copy."},

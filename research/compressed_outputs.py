@@ -25,6 +25,7 @@ from mteb.types import OutputDType
 
 from hfdistill import load_student
 from hfdistill.cli import input_errors, parse_args
+from hfdistill.embedding_cache import DEFAULT_CACHE_DIR
 from hfdistill.evaluation import AsymmetricEncoder, retrieval_scores
 from hfdistill.retrieval_tasks import resolve_task
 
@@ -62,7 +63,7 @@ class CompressionArguments:
     model: str = field(metadata={"help": "The student (a saved hfdistill model)."})
     tasks: list[str] = field(default_factory=lambda: ["scifact"], metadata={"help": "BEIR folders or mteb tasks."})
     data_dir: str | None = field(default=None, metadata={"help": "Folder holding the BEIR task folders."})
-    cache_dir: str = field(default="~/.cache/hfdistill/embeddings", metadata={"help": "Teacher embedding cache."})
+    cache_dir: str = field(default=DEFAULT_CACHE_DIR, metadata={"help": "Teacher embedding cache."})
     batch_size: int = field(default=64, metadata={"help": "Encoding batch size."})
     output_dir: str = field(default=".", metadata={"help": "Where compressed_outputs.json is written."})
 

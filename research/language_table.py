@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfdistill.cli import parse_args
+from hfdistill.run_files import EVAL_RESULTS
 
 DEV = ("scifact", "msmarco-sub5k")
 XQUAD = ("en", "de", "es", "zh", "hi", "ar")
@@ -52,7 +53,7 @@ def main(args: TableArguments) -> str:
     rows = {}
     for run in args.runs:
         label, _, folder = run.rpartition("=")
-        rows[label or folder] = retention_row(json.loads((Path(folder) / "eval_results.json").read_text()))
+        rows[label or folder] = retention_row(json.loads((Path(folder) / EVAL_RESULTS).read_text()))
     text = table(rows)
     print(text)
     if args.output:

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from hfdistill import load_student
+from hfdistill.embedding_cache import DEFAULT_CACHE_DIR
 from hfdistill.evaluation import evaluate_student, format_report
-from hfdistill.model_card import EXPORTED_EVAL_RESULTS
 from hfdistill.retrieval_tasks import resolve_task
+from hfdistill.run_files import EXPORTED_EVAL_RESULTS
 
 
 class PrecomputedQueryEncoder:
@@ -44,7 +45,7 @@ def main() -> None:
     )
     parser.add_argument("--tasks", nargs="+", default=["scifact", "msmarco-sub5k"])
     parser.add_argument("--data_dir")
-    parser.add_argument("--cache_dir", default="~/.cache/hfdistill/embeddings")
+    parser.add_argument("--cache_dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args()
     tasks = [resolve_task(name, args.data_dir) for name in args.tasks]

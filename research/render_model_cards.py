@@ -15,13 +15,14 @@ from pathlib import Path
 
 from hfdistill import from_teacher
 from hfdistill.model_card import write_model_card
+from hfdistill.run_files import EVAL_RESULTS, TRAINING_RECORD
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def render(folder: Path) -> None:
-    record = json.loads((folder / "eval_results.json").read_text())
-    training = json.loads((folder / "distillation.json").read_text())
+    record = json.loads((folder / EVAL_RESULTS).read_text())
+    training = json.loads((folder / TRAINING_RECORD).read_text())
     prompt = {"student_query_prompt": training["student_query_prompt"]} if "student_query_prompt" in training else {}
     model = from_teacher(
         record["teacher"], record["student_layers"],

@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 
 from hfdistill.benchmark import SpeedResults
 from hfdistill.cli import parse_args
-from hfdistill.model_card import TRAINING_RECORD
+from hfdistill.run_files import EVAL_RESULTS, SPEED_RESULTS, TRAINING_RECORD
 
 
 @dataclass
@@ -37,7 +37,7 @@ def speedups_by_depth(paths: list[str]) -> dict[int, dict[str, float]]:
     """Throughput speed-up per batch size, keyed by the student's number of layers."""
     table = {}
     for path in map(Path, paths):
-        results = SpeedResults.from_dict(read_json(path / "speed_results.json" if path.is_dir() else path))
+        results = SpeedResults.from_dict(read_json(path / SPEED_RESULTS if path.is_dir() else path))
         student = results.encoder("student")
         table[len(results.student_layers)] = {batch: results.speedup(student, batch) for batch in results.batch_sizes}
     return table
@@ -46,7 +46,7 @@ def speedups_by_depth(paths: list[str]) -> dict[int, dict[str, float]]:
 def collect_rows(runs: list[str], speed: dict[int, dict[str, float]]) -> list[dict]:
     rows = []
     for run in map(Path, runs):
-        evaluation = read_json(run / "eval_results.json")
+        evaluation = read_json(run / EVAL_RESULTS)
         trained = (run / TRAINING_RECORD).is_file()  # a truncated student saved without training has no record
         record = read_json(run / TRAINING_RECORD) if trained else {}
         layers = evaluation["student_layers"]

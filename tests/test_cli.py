@@ -38,6 +38,10 @@ def test_shipped_configs_parse_and_name_hub_data(tmp_path):
         student, data, training = parse_args(TYPES, [str(config), "--output_dir", str(tmp_path / config.stem)])
         assert student.teacher.count("/") == 1 and not student.teacher.startswith(".")  # works outside the repo
         assert data.train_queries == "sentence-transformers/msmarco-corpus" and data.queries_subset == "query"
+        assert data.train_languages == ["en"]  # what the card may claim of the training text
+        assert all(
+            source.count("/") == 1 for source in data.train_documents or []
+        )  # the index configs name a Hub corpus
     protocols = {}  # study folder -> (loss, lr, epsilon, epochs)
     for config in sorted((root / "research" / "configs").rglob("*.yaml")):
         student, _, training = parse_args(TYPES, [str(config), "--output_dir", str(tmp_path / config.stem)])

@@ -7,7 +7,6 @@ import tempfile
 import pytest
 
 from hfdistill.preflight import (
-    RUN_LOCK,
     check_resume_settings,
     check_spares_a_model,
     check_teacher_reachable,
@@ -19,6 +18,7 @@ from hfdistill.preflight import (
     run_lock,
     write_run_settings,
 )
+from hfdistill.run_files import RUN_LOCK
 
 
 def test_writable_folders_pass_and_are_not_created(tmp_path):
