@@ -346,6 +346,7 @@ class AsymmetricDualEncoder(PreTrainedModel):
         if reason is None:
             if self._auto_class is not None:
                 custom_object_save(self, save_directory, config=self.config)
+            self.config.architectures = [type(self).__name__]  # as PreTrainedModel.save_pretrained records it
             self.config.save_pretrained(save_directory)
         else:
             logger.warning("Saving %s for transformers only: %s", save_directory, reason)

@@ -5,6 +5,9 @@ A card depends on the student's config and these records (`eval_results*.json`, 
 saved in a temporary folder (so the card sees the saved layout), and its card rendered there and copied back.
 
     HF_HUB_OFFLINE=1 python -m research.render_model_cards [model_cards/<name> ...]
+
+Each card is rendered for `hfdistill/<name>` (snippets name a repository with its owner), and a student of an offline
+copy of a teacher names the public teacher as its base model (`PUBLIC_TEACHERS`), saying which copy measured it.
 """
 
 import json
@@ -18,6 +21,27 @@ from hfdistill.model_card import write_model_card
 from hfdistill.run_files import EVAL_RESULTS, TRAINING_RECORD
 
 ROOT = Path(__file__).resolve().parents[1]
+OWNER = "hfdistill"
+PUBLIC_TEACHERS = {"hfdistill-offline/multilingual-e5-small-q4": "intfloat/multilingual-e5-small"}
+# the language of the shared evaluation sets, for records written before evaluations recorded it, and of the
+# training queries (train_queries.tsv.gz: English web-search queries and questions)
+TASK_LANGUAGES = {
+    "scifact": ["en"],
+    "msmarco-sub5k": ["en"],
+    **{f"xquad-{c}": [c] for c in ("en", "de", "es", "zh", "hi", "ar")},
+}
+QUERY_LANGUAGES = {"train_queries.tsv.gz": ["en"]}
+
+
+def with_languages(staged: Path) -> None:
+    """The staged copies of a card's records, with the languages of the shared sets where a record lacks them."""
+    for path in [*staged.glob("eval_results*.json"), staged / TRAINING_RECORD]:
+        record = json.loads(path.read_text())
+        for name, task in record.get("tasks", {}).items():
+            task.setdefault("languages", TASK_LANGUAGES.get(name, []))
+        if path.name == TRAINING_RECORD and not record.get("train_languages"):
+            record["train_languages"] = QUERY_LANGUAGES.get(Path(record["train_queries"]).name)
+        path.write_text(json.dumps(record, indent=2))
 
 
 def render(folder: Path) -> None:
@@ -32,7 +56,8 @@ def render(folder: Path) -> None:
         model.save_pretrained(tmp)
         for path in folder.glob("*.json"):
             shutil.copy(path, tmp)
-        card = write_model_card(model, tmp, folder.name)
+        with_languages(Path(tmp))
+        card = write_model_card(model, tmp, f"{OWNER}/{folder.name}", PUBLIC_TEACHERS.get(record["teacher"]))
         shutil.copy(card, folder / "README.md")
     print(f"rendered {folder / 'README.md'}")
 

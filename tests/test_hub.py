@@ -63,7 +63,7 @@ def saved_student(tiny_student, tmp_path) -> Path:
 
 
 def push(hub, tmp_path, student: Path, repo_id: str, *extra: str, token: str | None = TOKEN, check: bool = True):
-    args = ["recipes/push.py", "--model", str(student), "--repo_id", repo_id, *extra]
+    args = ["recipes/push.py", "--model", str(student), "--repo_id", repo_id, "--base_model", BASE, *extra]
     return run_script(args, hub_env(hub, tmp_path, token=token), check=check)
 
 

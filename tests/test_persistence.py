@@ -153,3 +153,8 @@ def test_saving_again_writes_the_current_weights_without_rebuilding_the_encoders
     torch.testing.assert_close(second, tiny_student.encode_queries(texts), atol=1e-6, rtol=0)
     first = AsymmetricDualEncoder.from_pretrained(tmp_path / "first").encode_queries(texts)
     assert (first - second).abs().max() > 1e-3
+
+
+def test_a_saved_student_records_its_architecture(tiny_student, tmp_path):
+    tiny_student.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["AsymmetricDualEncoder"]

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The corpus-adapted e5-small students of docs/results.md ("A student for your own index"), their evaluation on
+# scifact, msmarco-sub5k and the six XQuAD languages, the input ablations, and sentence-transformers' recipe given
+# the same text at three learning rates. Every run: 50,000 training queries (2,000 held out), the default recipe.
+# XQuAD's and scifact's corpora stand in for "the user's own index": their queries and qrels are never trained on.
+#
+#   HF_HUB_OFFLINE=1 bash research/index_adaptation.sh runs/index   # from the repository root, ../shared beside it
+set -eu
+OUT=${1:-runs/index}
+T=hfdistill-offline/multilingual-e5-small-q4
+Q=../shared/data/queries/train_queries.tsv.gz
+B=../shared/data/beir
+TASKS="scifact msmarco-sub5k xquad-en xquad-de xquad-es xquad-zh xquad-hi xquad-ar"
+LANGS="scifact=en msmarco-sub5k=en xquad-en=en xquad-de=de xquad-es=es xquad-zh=zh xquad-hi=hi xquad-ar=ar"
+ALL6=$(for lang in en de es zh hi ar; do printf "%s " "$B/xquad-$lang/corpus.jsonl.gz"; done)
+
+run() {  # name, config, distill options...: distill (unless done), then evaluate on every task
+  local name=$1 config=$2
+  shift 2
+  [ -f "$OUT/$name/distillation.json" ] || python recipes/distill.py "$config" --teacher $T --train_queries $Q \
+    --max_train_samples 50000 --output_dir "$OUT/$name" "$@"
+  [ -f "$OUT/$name/eval_results.json" ] || python recipes/evaluate.py --model "$OUT/$name" --tasks $TASKS \
+    --languages $LANGS --data_dir $B --output_dir "$OUT/$name"
+}
+two() { local name=$1; shift; run "$name" recipes/configs/e5-small-2L.yaml --num_train_epochs 1.59 "$@"; }
+peer() {  # name, learning rate, options...: sentence-transformers' layer reduction on the same text
+  local name=$1 lr=$2
+  shift 2
+  [ -f "$OUT/$name/eval_results.json" ] || python -m research.baselines.sentence_transformers_recipe --teacher $T \
+    --student_layers 0 11 --student_query_prompt "" --train_queries $Q --max_train_samples 50000 \
+    --num_eval_queries 2000 --learning_rate "$lr" --per_device_train_batch_size 128 --warmup_steps 0.1 \
+    --num_train_epochs 1 --report_to none --tasks $TASKS --data_dir $B --output_dir "$OUT/$name" "$@"
+}
+
+two query-only --train_languages en
+for lang in en de es zh hi ar; do  # one student per language, adapted on that language's paragraphs
+  two "$lang" --train_documents "$B/xquad-$lang/corpus.jsonl.gz" --train_languages en "$lang"
+done
+two all6 --train_documents $ALL6 --train_languages en de es zh hi ar  # one index in six languages
+two scifact --train_documents $B/scifact/corpus.jsonl.gz --train_languages en
+# what is cut from the documents, and how much (German)
+two de-spans --train_documents $B/xquad-de/corpus.jsonl.gz --document_inputs spans --train_languages en de
+two de-sentences --train_documents $B/xquad-de/corpus.jsonl.gz --document_inputs sentences --train_languages en de
+two de-fraction-0.4 --train_documents $B/xquad-de/corpus.jsonl.gz --document_fraction 0.4 --train_languages en de
+# four layers, the six corpora
+run all6-4L recipes/configs/e5-small-4L.yaml --train_documents $ALL6 --train_languages en de es zh hi ar
+# the peer at three learning rates, on the queries alone and with the six corpora's texts
+for lr in 5e-3 2e-3 5e-4; do
+  peer "peer-query-only-lr$lr" "$lr"
+  peer "peer-all6-lr$lr" "$lr" --train_documents $ALL6
+done
+python -m research.language_table --output "$OUT/table.md" --runs \
+  $(for name in query-only en de es zh hi ar all6 scifact de-spans de-sentences de-fraction-0.4 all6-4L; do
+      printf "%s=%s " "$name" "$OUT/$name"; done)
