@@ -66,6 +66,16 @@ def test_ndcg_matches_a_hand_computation(tiny_student, beir, tmp_path):
     assert task["retention"] == pytest.approx(task["student"]["ndcg_at_10"] / task["teacher"]["ndcg_at_10"])
     assert report["mean_retention"] == pytest.approx(task["retention"])
     assert report["student_layers"] == [0, 3]
+    assert task["languages"] == []  # a local folder's language is not known unless given
+
+
+def test_a_tasks_languages_are_recorded_with_its_scores(tiny_student, beir, tmp_path):
+    from hfdistill.retrieval_tasks import task_languages
+
+    task = resolve_task("tinybeir", beir.parent, ["de"])
+    assert task_languages(task) == ["de"] and task_languages(mteb_scifact := resolve_task("SciFact")) == ["eng"]
+    report = evaluate_student(tiny_student, "tiny", [task], tmp_path / "cache")
+    assert report["tasks"]["tinybeir"]["languages"] == ["de"] and mteb_scifact.metadata.name == "SciFact"
 
 
 def test_documents_and_teacher_scores_are_cached(tiny_student, beir, tmp_path):
