@@ -12,6 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from huggingface_hub import constants, try_to_load_from_cache
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -53,25 +54,40 @@ def check_spares_a_model(path: str | os.PathLike, option: str = "output_dir") ->
         )
 
 
-def check_teacher_reachable(teacher: str, revision: str | None = None) -> None:
-    """A local teacher folder exists; a Hub teacher is in the local Hub cache when the Hub is offline."""
+def check_teacher_reachable(teacher: str, revision: str | None = None, option: str = "teacher") -> None:
+    """A local model folder (`--teacher`, or another `option` naming a model) exists with weights; a Hub model is in
+    the local Hub cache when the Hub is offline."""
     path = Path(teacher).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ValueError(f"--teacher {teacher!r} is a file; give a model folder or a Hub id.")
+            raise ValueError(f"--{option} {teacher!r} is a file; give a model folder or a Hub id.")
         if not any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES):
             raise ValueError(
-                f"--teacher {teacher!r} holds no model weights ({', '.join(WEIGHT_FILES)}): save the teacher there "
+                f"--{option} {teacher!r} holds no model weights ({', '.join(WEIGHT_FILES)}): save the model there "
                 "completely, or give its Hub id."
             )
         return
     if teacher.startswith((".", "/", "~")) or teacher.count("/") > 1 or "\\" in teacher:
-        raise ValueError(f"--teacher {teacher!r}: no such folder (a Hub id has the form `namespace/name`).")
+        raise ValueError(f"--{option} {teacher!r}: no such folder (a Hub id has the form `namespace/name`).")
     if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(teacher, "config.json", revision), str):
         raise ValueError(
-            f"--teacher {teacher!r} is not in the local Hub cache and HF_HUB_OFFLINE is set: download it once "
+            f"--{option} {teacher!r} is not in the local Hub cache and HF_HUB_OFFLINE is set: download it once "
             f"online (`hf download {teacher}`) or unset HF_HUB_OFFLINE."
         )
+
+
+def check_device(device: str | None) -> None:
+    """A device this machine has: `--device cuda` without CUDA (or a malformed name) is one clear error."""
+    if device is None:
+        return
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device name (e.g. cpu, cuda, cuda:1, mps).") from None
+    if kind != "cpu" and not (
+        torch.accelerator.is_available() and torch.accelerator.current_accelerator().type == kind
+    ):
+        raise ValueError(f"--device {device!r}: this machine has no {kind} device; use --device cpu.")
 
 
 def checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -241,6 +257,8 @@ def check_run(student_args, data_args, training_args, check=None) -> tuple[list[
     check_writable_dir(training_args.output_dir, "output_dir")
     check_writable_dir(data_args.embedding_cache_dir, "embedding_cache_dir")
     check_teacher_reachable(student_args.teacher, student_args.teacher_revision)
+    if student_args.student_model is not None:
+        check_teacher_reachable(student_args.student_model, option="student_model")
     config = config_from_teacher(student_args.teacher, "first", 0, **student_args.student_kwargs)
     num_layers = config.student_architecture.num_hidden_layers
     if student_args.layer_strategy == "auto" and student_args.student_model is not None:

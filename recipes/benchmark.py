@@ -12,6 +12,7 @@ from hfdistill import load_student
 from hfdistill.benchmark import BACKENDS, SpeedResults, format_speed, measure_speed
 from hfdistill.cli import input_errors, parse_args, setup_logging
 from hfdistill.data import load_queries
+from hfdistill.preflight import check_device
 from hfdistill.query_encoders import load_query_encoder
 from hfdistill.run_files import SPEED_RESULTS
 
@@ -47,6 +48,7 @@ class BenchmarkArguments:
 
 def main(args: BenchmarkArguments) -> SpeedResults:
     with input_errors():
+        check_device(args.device)
         model = load_student(args.model).to(args.device)
         queries = load_queries(args.queries)
         others = {path: load_query_encoder(path, args.threads, args.device) for path in args.query_encoders}

@@ -18,6 +18,7 @@ from hfdistill import load_student
 from hfdistill.cli import input_errors, parse_args, setup_logging
 from hfdistill.embedding_cache import DEFAULT_CACHE_DIR
 from hfdistill.evaluation import evaluate_student, format_report
+from hfdistill.preflight import check_device
 from hfdistill.query_encoders import SentenceTransformerQueryEncoder, load_query_encoder
 from hfdistill.retrieval_tasks import resolve_task
 from hfdistill.run_files import EVAL_RESULTS, EXPORTED_EVAL_RESULTS
@@ -72,6 +73,7 @@ def main(args: EvaluationArguments) -> list[dict]:
         tasks = [resolve_task(name, args.data_dir, languages.get(name)) for name in args.tasks]
         if args.query_encoder and len(args.model) != 1:
             raise ValueError("--query_encoder scores one query encoder: give one --model (whose teacher indexes).")
+        check_device(args.device)
         device = args.device or str(PartialState().device)
         query_encoder = load_query_encoder(args.query_encoder, device=device) if args.query_encoder else None
         students = {name: load_student(name) for name in args.model}

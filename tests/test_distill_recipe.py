@@ -215,6 +215,10 @@ BAD_INPUTS = {  # case: (what to change, the one line it must end with)
         {"train_documents": "{tmp}/queries.jsonl", "documents_column": "body"},
         r"queries.jsonl: line 1 has no 'body' field \(it has \['text'\]\); set --documents_column",
     ),
+    "student model not cached offline": (
+        {"student_model": "nosuch/model", "student_layers": "0"},
+        r"--student_model 'nosuch/model' is not in the local Hub cache and HF_HUB_OFFLINE is set",
+    ),
     "unknown document input": ({"document_inputs": "paragraphs"}, r"document_inputs must be some of"),
     "document fraction zero": ({"document_fraction": "0"}, r"document_fraction must be a number > 0, got 0.0"),
     "push without a token": (
