@@ -25,8 +25,10 @@ def agreement(
     documents that the student also ranks in its top `k` (documents embedded by the teacher, with its prompts, and
     cached), and the mean cosine of the student's and the teacher's embedding of each query."""
     if not queries or len(documents) < k:
-        raise ValueError(f"The agreement check needs queries and at least k={k} documents, got {len(queries)} "
-                         f"queries and {len(documents)} documents.")  # fmt: skip
+        raise ValueError(
+            f"The agreement check needs queries and at least k={k} documents, got {len(queries)} "
+            f"queries and {len(documents)} documents."
+        )
     index = cached_teacher_embeddings(model, documents, cache_dir, batch_size, prompt_type="document")
     teacher = cached_teacher_embeddings(model, queries, cache_dir, batch_size)
     student = model.encode_queries(queries, batch_size)
@@ -62,23 +64,35 @@ def check_before_publishing(model: AsymmetricDualEncoder, args, cache_dir: str |
 
     if not args.check_queries:
         return None
-    data = [(query_set, document_set,
-             load_queries(query_set, column=args.check_column)[: args.check_max_queries],
-             load_queries(document_set, column=args.check_column)[: args.check_max_documents])
-            for query_set, document_set in check_sets(args)]  # fmt: skip
+    data = [
+        (
+            query_set,
+            document_set,
+            load_queries(query_set, column=args.check_column)[: args.check_max_queries],
+            load_queries(document_set, column=args.check_column)[: args.check_max_documents],
+        )
+        for query_set, document_set in check_sets(args)
+    ]
     reports, below = [], []
     for query_set, document_set, queries, documents in data:
-        report = {"query_set": source_name(query_set), "document_set": source_name(document_set),
-                  **agreement(model, queries, documents, cache_dir)}  # fmt: skip
-        print(f"Agreement with the teacher on {report['query_set']} ({report['queries']} queries over "
-              f"{report['documents']} documents): top-10 overlap {report['top_k_overlap']:.1%}, mean query cosine "
-              f"{report['mean_query_cosine']:.4f}")  # fmt: skip
+        report = {
+            "query_set": source_name(query_set),
+            "document_set": source_name(document_set),
+            **agreement(model, queries, documents, cache_dir),
+        }
+        print(
+            f"Agreement with the teacher on {report['query_set']} ({report['queries']} queries over "
+            f"{report['documents']} documents): top-10 overlap {report['top_k_overlap']:.1%}, mean query cosine "
+            f"{report['mean_query_cosine']:.4f}"
+        )
         if args.min_top10_overlap is not None and report["top_k_overlap"] < args.min_top10_overlap:
             below.append(f"{report['top_k_overlap']:.1%} on {report['query_set']}")
         reports.append(report)
     if below:
-        message = (f"the student's top-10 overlap with its teacher is below --min_top10_overlap "
-                   f"{args.min_top10_overlap:.1%}: {', '.join(below)}")  # fmt: skip
+        message = (
+            f"the student's top-10 overlap with its teacher is below --min_top10_overlap "
+            f"{args.min_top10_overlap:.1%}: {', '.join(below)}"
+        )
         if not args.push_anyway:
             raise ValueError(f"Not pushed: {message}; --push_anyway true pushes it anyway.")
         print(f"Pushing anyway: {message}.")

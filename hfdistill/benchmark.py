@@ -213,7 +213,8 @@ def format_speed(results: SpeedResults) -> str:
     for other in results.others:
         lines.append(f"{other.name}: q/s, x the torch teacher")
         for batch_size in results.batch_sizes:
-            lines.append(f"{batch_size:>6}{other.throughput_qps[batch_size]:>14.1f}"
-                         f"{results.speedup(other, batch_size):>9.2f}x")  # fmt: skip
+            lines.append(
+                f"{batch_size:>6}{other.throughput_qps[batch_size]:>14.1f}{results.speedup(other, batch_size):>9.2f}x"
+            )
         lines.append(f"  batch-1 latency p50 {other.latency_p50_ms:.2f} ms")
     return "\n".join(lines)

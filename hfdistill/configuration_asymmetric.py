@@ -5,8 +5,11 @@ can copy it into a saved model repository for `trust_remote_code` loading.
 """
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
+from sentence_transformers.util import import_from_string
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
@@ -14,7 +17,6 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 POOLING_MODES = Pooling.POOLING_MODES
-HEAD_MODULES = {"Transformer": None, "Pooling": Pooling, "Dense": Dense, "Normalize": Normalize}
 PER_LAYER_KEYS = ("layer_types",)  # config lists with one entry per layer: the student keeps those of its layers
 SIMILARITIES = ("cosine", "dot")
 LAYER_STRATEGIES = ("top_bottom", "first", "last", "uniform")
@@ -82,22 +84,82 @@ def default_head(pooling: str, embedding_dimension: int, normalize: bool) -> lis
     return head + [{"type": "Normalize", "path": "", "config": {}}] if normalize else head
 
 
+DEFAULT_ACTIVATION = "torch.nn.modules.activation.Tanh"  # sentence-transformers' Dense default
+
+
+@dataclass(frozen=True)
+class HeadModule:
+    """How hfdistill reproduces one sentence-transformers module of a teacher's head, after its `Transformer`.
+
+    Args:
+        module_class (`type`):
+            The sentence-transformers class, which reads the module's config from the teacher's files.
+        build (`Callable[[dict], nn.Module]`):
+            The module, from its config.
+        output_size (`Callable[[dict, int], int]`):
+            The size of what it gives from inputs of the given size; an error when it cannot take them.
+        describe (`Callable[[dict], str]`):
+            The module in words, for the model card.
+    """
+
+    module_class: type
+    build: Callable
+    output_size: Callable
+    describe: Callable
+
+
+def _pooling_modes(config: dict) -> list[str]:
+    modes = config.get("pooling_mode", "mean")
+    return list(modes) if isinstance(modes, (list, tuple)) else [modes]
+
+
+def _dense_size(config: dict, size: int) -> int:
+    if config["in_features"] != size:
+        mapping = f"{config['in_features']} -> {config['out_features']}"
+        raise ValueError(f"maps {mapping} features, but the modules before it give {size}.")
+    return config["out_features"]
+
+
+def _dense(config: dict) -> Dense:
+    config = dict(config)
+    activation = import_from_string(config.pop("activation_function", DEFAULT_ACTIVATION))
+    return Dense(**config, activation_function=activation())
+
+
+HEAD_MODULES = {  # one entry per module type: what builds, sizes, checks and describes it
+    "Pooling": HeadModule(
+        Pooling,
+        build=lambda config: Pooling(**config),
+        output_size=lambda config, size: size * len(_pooling_modes(config)),
+        describe=lambda config: f"{' + '.join(_pooling_modes(config))} pooling",
+    ),
+    "Dense": HeadModule(
+        Dense,
+        build=_dense,
+        output_size=_dense_size,
+        describe=lambda config: (
+            f"Dense {config['in_features']} -> {config['out_features']} "
+            f"({config.get('activation_function', DEFAULT_ACTIVATION).rsplit('.', 1)[-1]})"
+        ),
+    ),
+    "Normalize": HeadModule(
+        Normalize,
+        build=lambda config: Normalize(),
+        output_size=lambda config, size: size,
+        describe=lambda config: "L2 normalization",
+    ),
+}
+
+
 def output_size(head: list[dict], hidden_size: int) -> int:
-    """Size of the embeddings a head gives from token states of `hidden_size`; an error naming a Dense module that
-    does not take what the modules before it give."""
+    """Size of the embeddings a head gives from token states of `hidden_size`; an error naming a module that does
+    not take what the modules before it give."""
     size = hidden_size
     for module in head:
-        config = module["config"]
-        if module["type"] == "Pooling":
-            modes = config.get("pooling_mode", "mean")
-            size *= len(modes) if isinstance(modes, (list, tuple)) else 1
-        elif module["type"] == "Dense":
-            if config["in_features"] != size:
-                raise ValueError(
-                    f"The Dense module {module['path']!r} maps {config['in_features']} -> {config['out_features']} "
-                    f"features, but the modules before it give {size}."
-                )
-            size = config["out_features"]
+        try:
+            size = HEAD_MODULES[module["type"]].output_size(module["config"], size)
+        except ValueError as error:
+            raise ValueError(f"The {module['type']} module {module['path']!r} {error}") from None
     return size
 
 
@@ -173,8 +235,10 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
         for head in (self.head, self.student_head or self.head):
             unknown = [module["type"] for module in head if module["type"] not in HEAD_MODULES]
             if unknown or head[0]["type"] != "Pooling":
-                raise ValueError(f"head must start with a Pooling module and hold {sorted(HEAD_MODULES)} only, got "
-                                 f"{[module['type'] for module in head]}.")  # fmt: skip
+                raise ValueError(
+                    f"head must start with a Pooling module and hold {sorted(HEAD_MODULES)} only, got "
+                    f"{[module['type'] for module in head]}."
+                )
             modes = head[0]["config"].get("pooling_mode", "mean")
             modes = modes if isinstance(modes, (list, tuple)) else [modes]
             bad = [mode for mode in modes if mode not in POOLING_MODES]

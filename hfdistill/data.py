@@ -20,8 +20,14 @@ from .teacher_pass import cached_teacher_embeddings
 logger = logging.getLogger(__name__)
 
 LINE_SUFFIXES = (".tsv", ".tsv.gz", ".jsonl", ".jsonl.gz", ".txt", ".txt.gz")  # read line by line, errors name a line
-DATASET_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv", ".json": "json", ".json.gz": "json",
-                    ".arrow": "arrow"}  # fmt: skip
+DATASET_BUILDERS = {
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".json": "json",
+    ".json.gz": "json",
+    ".arrow": "arrow",
+}
 LOCAL_SUFFIXES = LINE_SUFFIXES + tuple(DATASET_BUILDERS)
 TOKENIZE_BLOCK = 65536  # queries tokenized at a time: the tokenizer's Python lists stay small
 
@@ -134,8 +140,9 @@ def load_records(
         raise ValueError(
             f"Dataset {source!r} has no column {column!r}; columns: {dataset.column_names}; set {column_option}."
         )
-    return {field: dataset[field] if field in dataset.column_names else [None] * len(dataset)
-            for field in (column, *extra)}  # fmt: skip
+    return {
+        field: dataset[field] if field in dataset.column_names else [None] * len(dataset) for field in (column, *extra)
+    }
 
 
 def load_queries(source: str, split: str = "train", column: str = "text", subset: str | None = None) -> list[str]:
@@ -183,8 +190,9 @@ def join_queries(texts: list[str], fraction: float, seed: int = 42, max_joined: 
 def load_query_splits(data_args, seed: int) -> tuple[list[str], list[str]]:
     """(training, held-out) queries of a `QueryDataArguments`: loaded, deduplicated, shuffled with its `split_seed`
     (else `seed`); the cap on training queries spares the held-out ones."""
-    queries = load_queries(data_args.train_queries, data_args.queries_split, data_args.queries_column,
-                           data_args.queries_subset)  # fmt: skip
+    queries = load_queries(
+        data_args.train_queries, data_args.queries_split, data_args.queries_column, data_args.queries_subset
+    )
     return split_queries(
         queries, data_args.num_eval_queries, data_args.max_train_samples, data_args.split_seed_for(seed)
     )

@@ -118,8 +118,13 @@ def load_index_documents(data_args) -> list[tuple[str, str]] | None:
     """The documents a `QueryDataArguments` names (`train_documents`), read and checked; None when it names none."""
     if not data_args.train_documents:
         return None
-    return load_documents(data_args.train_documents, data_args.documents_split, data_args.documents_column,
-                          data_args.documents_subset, data_args.documents_title_column)  # fmt: skip
+    return load_documents(
+        data_args.train_documents,
+        data_args.documents_split,
+        data_args.documents_column,
+        data_args.documents_subset,
+        data_args.documents_title_column,
+    )
 
 
 def index_texts(
@@ -130,5 +135,11 @@ def index_texts(
     if not documents:
         return []
     count = round(num_queries * data_args.document_fraction)
-    return document_inputs(documents, count, tokenizer, tuple(data_args.document_inputs),
-                           tuple(data_args.document_span_tokens), data_args.split_seed_for(seed))  # fmt: skip
+    return document_inputs(
+        documents,
+        count,
+        tokenizer,
+        tuple(data_args.document_inputs),
+        tuple(data_args.document_span_tokens),
+        data_args.split_seed_for(seed),
+    )

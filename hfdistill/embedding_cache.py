@@ -79,8 +79,13 @@ def cache_identity(model: AsymmetricDualEncoder, prompt_type: str, dtype: str, p
     if precision not in TEACHER_PRECISIONS:
         raise ValueError(f"Unknown teacher precision {precision!r}; choose one of {tuple(TEACHER_PRECISIONS)}.")
     prompt = model.config.query_prompt if prompt_type == "query" else model.config.document_prompt
-    return {"version": CACHE_VERSION, **teacher_fingerprint(model), "prompt": prompt, "dtype": dtype,
-            "precision": precision}  # fmt: skip
+    return {
+        "version": CACHE_VERSION,
+        **teacher_fingerprint(model),
+        "prompt": prompt,
+        "dtype": dtype,
+        "precision": precision,
+    }
 
 
 def _hash(fields: dict) -> str:
@@ -137,8 +142,11 @@ class EmbeddingRows:
         self._file.seek(self.offset + start * self.row_bytes)
         if self._file.readinto(data) != len(data):
             raise OSError(f"{self.path} is shorter than its header says: rows {start} to {stop} cannot be read.")
-        rows = torch.frombuffer(data, dtype=self.dtype).view(stop - start, self.shape[1]) if data else (
-            torch.empty(0, self.shape[1], dtype=self.dtype))  # fmt: skip
+        rows = (
+            torch.frombuffer(data, dtype=self.dtype).view(stop - start, self.shape[1])
+            if data
+            else (torch.empty(0, self.shape[1], dtype=self.dtype))
+        )
         return rows if isinstance(index, slice) else rows[0]
 
     def __getstate__(self) -> dict:

@@ -83,8 +83,13 @@ def teacher_scores(
 ) -> dict[str, float]:
     """The teacher's own scores on the task, cached on disk by teacher identity and task fingerprint."""
     config = model.config
-    key_fields = {**teacher_fingerprint(model), "version": CACHE_VERSION, "task": _task_key(task),
-                  "query_prompt": config.query_prompt, "document_prompt": config.document_prompt}  # fmt: skip
+    key_fields = {
+        **teacher_fingerprint(model),
+        "version": CACHE_VERSION,
+        "task": _task_key(task),
+        "query_prompt": config.query_prompt,
+        "document_prompt": config.document_prompt,
+    }
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:32]
     path = Path(cache_dir).expanduser() / f"teacher-scores-{key}.json"
     if path.is_file():
@@ -105,8 +110,11 @@ def teacher_scores(
         partial.replace(path)
     except OSError as error:
         partial.unlink(missing_ok=True)
-        logger.warning("The teacher's scores could not be cached in %s (%s); they are recomputed next time.",
-                       path.parent, error.strerror or error)  # fmt: skip
+        logger.warning(
+            "The teacher's scores could not be cached in %s (%s); they are recomputed next time.",
+            path.parent,
+            error.strerror or error,
+        )
     return scores
 
 

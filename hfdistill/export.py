@@ -107,24 +107,28 @@ def save_query_encoder(model: AsymmetricDualEncoder, directory: str | Path, side
         for module in modules:
             module["type"] = PORTABLE_MODULE_TYPES.get(module["type"], module["type"])
         (directory / "modules.json").write_text(json.dumps(modules, indent=2))
-        declare_without_pooler(directory / modules[0]["path"], model.query_encoder if side == "student" else
-                               model.document_encoder)  # fmt: skip
+        declare_without_pooler(
+            directory / modules[0]["path"], model.query_encoder if side == "student" else model.document_encoder
+        )
     except NotExpressibleError as error:
         logger.warning("%s holds no sentence-transformers model, only the query encoder's files: %s", directory, error)
         (model.query_tokenizer if side == "student" else model.tokenizer).save_pretrained(directory)
     teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
-    _write_encoder_file(directory, {
-        "side": side,
-        "teacher": model.config.teacher_name_or_path,
-        "teacher_revision": model.config.teacher_revision,
-        "layers": list(model.config.student_layers if side == "student" else teacher_layers),
-        "prompt": model.query_prompt_of(side),
-        "document_prompt": model.config.document_prompt,
-        "max_length": model.config.max_length,
-        "embedding_dim": model.config.embedding_dim,
-        "file_name": None,
-        "quantize": None,
-    })  # fmt: skip
+    _write_encoder_file(
+        directory,
+        {
+            "side": side,
+            "teacher": model.config.teacher_name_or_path,
+            "teacher_revision": model.config.teacher_revision,
+            "layers": list(model.config.student_layers if side == "student" else teacher_layers),
+            "prompt": model.query_prompt_of(side),
+            "document_prompt": model.config.document_prompt,
+            "max_length": model.config.max_length,
+            "embedding_dim": model.config.embedding_dim,
+            "file_name": None,
+            "quantize": None,
+        },
+    )
 
 
 def _write_encoder_file(directory: Path, record: dict) -> None:
@@ -197,8 +201,13 @@ class OnnxQueryEncoder:
         out = np.empty((len(queries), self.config["embedding_dim"]), dtype=np.float32)
         for start in range(0, len(queries), batch_size):
             idx = order[start : start + batch_size]
-            batch = self.tokenizer([prompt + queries[i] for i in idx], padding=True, truncation=True,
-                                   max_length=self.config["max_length"], return_tensors="np")  # fmt: skip
+            batch = self.tokenizer(
+                [prompt + queries[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.config["max_length"],
+                return_tensors="np",
+            )
             inputs = {name: batch[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
             out[idx] = self.session.run([OUTPUTS[1]], inputs)[0]
         return torch.from_numpy(out)

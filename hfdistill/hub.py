@@ -25,11 +25,24 @@ from .run_files import AGREEMENT_FILE, ENCODER_FILE, RESULT_FILES
 logger = logging.getLogger(__name__)
 
 UPLOAD_PATTERNS = [  # what a student's folder holds for the Hub: the model, its code, card and results
-    "*.safetensors", "config.json", "*.py", "README.md", "tokenizer*", "vocab.txt", "merges.txt",
-    "special_tokens_map.json", "sentencepiece.bpe.model", "modules.json", "router_config.json",
-    "config_sentence_transformers.json", "query_*/*", "document_*/*", "student_tokenizer/*", AGREEMENT_FILE,
+    "*.safetensors",
+    "config.json",
+    "*.py",
+    "README.md",
+    "tokenizer*",
+    "vocab.txt",
+    "merges.txt",
+    "special_tokens_map.json",
+    "sentencepiece.bpe.model",
+    "modules.json",
+    "router_config.json",
+    "config_sentence_transformers.json",
+    "query_*/*",
+    "document_*/*",
+    "student_tokenizer/*",
+    AGREEMENT_FILE,
     *RESULT_FILES,
-]  # fmt: skip
+]
 LOGIN_HELP = "log in with `hf auth login` (or set HF_TOKEN) using a token with write access"
 
 
@@ -56,8 +69,12 @@ def stage_for_hub(
     alone as a plain model (`export.save_query_encoder`), or the `recipes/export.py` folder `query_encoder` with its
     ONNX graphs, beside the student's results."""
     if layout == "router":
-        shutil.copytree(model_dir, staging, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("checkpoint-*", "*.bin", "*.pt", "*.pth"))  # fmt: skip
+        shutil.copytree(
+            model_dir,
+            staging,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("checkpoint-*", "*.bin", "*.pt", "*.pth"),
+        )
     elif query_encoder is not None:  # its own card and results would not be this repo's
         ignore = shutil.ignore_patterns("README.md", AGREEMENT_FILE, *RESULT_FILES)
         shutil.copytree(query_encoder, staging, dirs_exist_ok=True, ignore=ignore)
@@ -186,8 +203,10 @@ def push_to_hub(
     check_layout(model, layout, query_encoder)
     teacher = teacher_base_model(model_dir, model.config, base_model)
     if not is_hub_id(teacher):
-        raise ValueError(f"The teacher of {str(model_dir)!r} was loaded from {teacher!r}, a local path, which the "
-                         "card cannot name as its base model: pass --base_model <the teacher's Hub id>.")  # fmt: skip
+        raise ValueError(
+            f"The teacher of {str(model_dir)!r} was loaded from {teacher!r}, a local path, which the "
+            "card cannot name as its base model: pass --base_model <the teacher's Hub id>."
+        )
     report = check_before_publishing(model, check, cache_dir) if check is not None else None
     if dry_run is not None:
         stage_for_hub(model, model_dir, Path(dry_run), repo_id, report, base_model, layout, query_encoder)

@@ -8,6 +8,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.utils import cached_file
 
 from .benchmark import SpeedResults
+from .configuration_asymmetric import HEAD_MODULES
 from .export import SERVING_BACKENDS
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .provenance import is_hub_id, source_name
@@ -44,20 +45,7 @@ def _describe_source(source: str) -> str:
 
 def describe_head(head: list[dict]) -> str:
     """The teacher's head in words: `mean pooling, Dense 384 -> 768 (Tanh), L2 normalization`."""
-    words = []
-    for module in head:
-        config = module["config"]
-        if module["type"] == "Pooling":
-            modes = config.get("pooling_mode", "mean")
-            words.append(f"{' + '.join(modes) if isinstance(modes, (list, tuple)) else modes} pooling")
-        elif module["type"] == "Dense":
-            activation = config.get("activation_function", "torch.nn.modules.activation.Tanh").rsplit(".", 1)[-1]
-            words.append(f"Dense {config['in_features']} -> {config['out_features']} ({activation})")
-        elif module["type"] == "Normalize":
-            words.append("L2 normalization")
-        else:  # never described as something it is not
-            raise ValueError(f"Unknown head module {module['type']!r}.")
-    return ", ".join(words)
+    return ", ".join(HEAD_MODULES[module["type"]].describe(module["config"]) for module in head)
 
 
 def speed_rows(results: SpeedResults) -> dict:
@@ -65,21 +53,37 @@ def speed_rows(results: SpeedResults) -> dict:
     latency, and per other backend the student's queries/s against the torch teacher and the same-backend teacher."""
     teacher, student = results.encoder("teacher"), results.encoder("student")
     backends = {
-        backend: [{"batch_size": batch, "student": results.encoder("student", backend).throughput_qps[batch],
-                   "vs_torch": results.speedup(results.encoder("student", backend), batch),
-                   "vs_same": results.speedup(results.encoder("student", backend), batch, backend)}
-                  for batch in results.batch_sizes]
+        backend: [
+            {
+                "batch_size": batch,
+                "student": results.encoder("student", backend).throughput_qps[batch],
+                "vs_torch": results.speedup(results.encoder("student", backend), batch),
+                "vs_same": results.speedup(results.encoder("student", backend), batch, backend),
+            }
+            for batch in results.batch_sizes
+        ]
         for backend in results.backends[1:]
-    }  # fmt: skip
+    }
     return {
-        "device": results.device, "threads": results.threads, "repeats": results.repeats,
-        "rows": [{"batch_size": batch, "teacher": teacher.throughput_qps[batch],
-                  "student": student.throughput_qps[batch], "speedup": results.speedup(student, batch)}
-                 for batch in results.batch_sizes],
-        "latency": {"teacher": teacher.latency_p50_ms, "student": student.latency_p50_ms,
-                    "speedup": results.latency_speedup(student)},
+        "device": results.device,
+        "threads": results.threads,
+        "repeats": results.repeats,
+        "rows": [
+            {
+                "batch_size": batch,
+                "teacher": teacher.throughput_qps[batch],
+                "student": student.throughput_qps[batch],
+                "speedup": results.speedup(student, batch),
+            }
+            for batch in results.batch_sizes
+        ],
+        "latency": {
+            "teacher": teacher.latency_p50_ms,
+            "student": student.latency_p50_ms,
+            "speedup": results.latency_speedup(student),
+        },
         "backends": backends,
-    }  # fmt: skip
+    }
 
 
 def measured_languages(training: dict | None, results: list[dict]) -> list[str]:
@@ -94,9 +98,13 @@ def measured_languages(training: dict | None, results: list[dict]) -> list[str]:
 def teacher_card_data(config) -> dict:
     """The teacher's `license` and `language` from its own card's metadata (the student repository redistributes its
     weights under them); `{}` where that card cannot be read."""
-    path = cached_file(config.teacher_name_or_path, "README.md", revision=config.teacher_revision,
-                       _raise_exceptions_for_missing_entries=False,
-                       _raise_exceptions_for_connection_errors=False)  # fmt: skip
+    path = cached_file(
+        config.teacher_name_or_path,
+        "README.md",
+        revision=config.teacher_revision,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
     if path is None:
         return {}
     try:
@@ -167,7 +175,7 @@ def build_model_card(
                 dataset_split="test",
                 metric_type="ndcg_at_10",
                 metric_value=round(task["student"]["ndcg_at_10"], 5),
-            )  # fmt: skip
+            )
             for name, task in (eval_results or {}).get("tasks", {}).items()
         ]
         or None,

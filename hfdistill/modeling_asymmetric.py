@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
-from sentence_transformers.util import import_from_string
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput, cached_file, logging
 from transformers.utils.logging import tqdm
 
-from .configuration_asymmetric import AsymmetricDualEncoderConfig, layer_settings
+from .configuration_asymmetric import HEAD_MODULES, AsymmetricDualEncoderConfig, layer_settings
 from .persistence import ROUTES_FILE, STUDENT_TOKENIZER, check_side, load_routes, query_view, router_view, save_routes
 
 LAYER_STACKS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers")  # BERT/MPNet/XLM-R, DistilBERT,
@@ -127,20 +125,8 @@ def _encoder(config: AsymmetricDualEncoderConfig, student: bool) -> PreTrainedMo
 
 
 def build_head(head: list[dict]) -> nn.ModuleList:
-    """sentence-transformers' own modules for the head described in the config."""
-    modules = []
-    for module in head:
-        config = dict(module["config"])
-        if module["type"] == "Pooling":
-            modules.append(Pooling(**config))
-        elif module["type"] == "Dense":
-            activation = import_from_string(config.pop("activation_function", "torch.nn.modules.activation.Tanh"))
-            modules.append(Dense(**config, activation_function=activation()))
-        elif module["type"] == "Normalize":
-            modules.append(Normalize())
-        else:  # the config refuses such a head when it is built or read; never built as something else
-            raise ValueError(f"Unknown head module {module['type']!r}.")
-    return nn.ModuleList(modules)
+    """sentence-transformers' own modules for the head described in the config (which refuses unknown types)."""
+    return nn.ModuleList(HEAD_MODULES[module["type"]].build(module["config"]) for module in head)
 
 
 class AsymmetricDualEncoder(PreTrainedModel):
@@ -166,8 +152,10 @@ class AsymmetricDualEncoder(PreTrainedModel):
         if config.share_token_embeddings:  # one module: frozen with the teacher, stored once
             self.query_encoder.set_input_embeddings(self.document_encoder.get_input_embeddings())
         # decoders would build a key/value cache indexed by teacher layer numbers: embeddings need none
-        self._no_cache = {name: "use_cache" in inspect.signature(getattr(self, name).forward).parameters
-                          for name in ("query_encoder", "document_encoder")}  # fmt: skip
+        self._no_cache = {
+            name: "use_cache" in inspect.signature(getattr(self, name).forward).parameters
+            for name in ("query_encoder", "document_encoder")
+        }
         self.tokenizer = None  # the teacher's
         self.student_tokenizer = None  # a student that is another model's: its own
         self.post_init()
@@ -303,8 +291,9 @@ class AsymmetricDualEncoder(PreTrainedModel):
         """Embed queries with the frozen teacher and its query prompt (the distillation targets); `progress` (a
         `tqdm`) is moved by each batch."""
         prompt = self.config.query_prompt
-        return self._encode(self.document_encoder, queries, prompt, batch_size, show_progress_bar,
-                            "Teacher: queries", progress)  # fmt: skip
+        return self._encode(
+            self.document_encoder, queries, prompt, batch_size, show_progress_bar, "Teacher: queries", progress
+        )
 
     def encode_documents(
         self, documents: list[str], batch_size: int = 32, show_progress_bar: bool = False, progress=None
@@ -312,8 +301,9 @@ class AsymmetricDualEncoder(PreTrainedModel):
         """Embed documents with the frozen teacher and its document prompt: a `(n, d)` float tensor on CPU;
         `progress` (a `tqdm`) is moved by each batch."""
         prompt = self.config.document_prompt
-        return self._encode(self.document_encoder, documents, prompt, batch_size, show_progress_bar,
-                            "Teacher: documents", progress)  # fmt: skip
+        return self._encode(
+            self.document_encoder, documents, prompt, batch_size, show_progress_bar, "Teacher: documents", progress
+        )
 
     def to_sentence_transformer(self):
         """A `SentenceTransformer` whose `Router` sends queries to the student and documents to the teacher.
@@ -381,12 +371,16 @@ class AsymmetricDualEncoder(PreTrainedModel):
             shared = f"query_encoder.{model._token_embedding_key()}" if model.config.share_token_embeddings else None
             wrong = [key for key in wrong if key != shared]  # stored once, in the teacher's copy
             if wrong:
-                raise ValueError(f"{path}/{SAFE_WEIGHTS_NAME} does not hold the weights its config describes "
-                                 f"({len(wrong)} differ, e.g. {str(wrong[0])[:120]}).")  # fmt: skip
+                raise ValueError(
+                    f"{path}/{SAFE_WEIGHTS_NAME} does not hold the weights its config describes "
+                    f"({len(wrong)} differ, e.g. {str(wrong[0])[:120]})."
+                )
             broken = [key for key, tensor in model.state_dict().items() if not torch.isfinite(tensor).all()]
             if broken:
-                raise ValueError(f"{path}/{SAFE_WEIGHTS_NAME} holds non-finite weights (NaN or inf) in {broken[:3]}: "
-                                 "the file is damaged or the training that wrote it diverged.")  # fmt: skip
+                raise ValueError(
+                    f"{path}/{SAFE_WEIGHTS_NAME} holds non-finite weights (NaN or inf) in {broken[:3]}: "
+                    "the file is damaged or the training that wrote it diverged."
+                )
         else:
             config = kwargs.get("config")
             if isinstance(config, (str, os.PathLike)):
@@ -399,13 +393,23 @@ class AsymmetricDualEncoder(PreTrainedModel):
             load_routes(model, path, structure, hub_kwargs)
             model.eval()
         tokenizer_kwargs = {k: kwargs[k] for k in _TOKENIZER_KWARGS if k in kwargs}
-        model.tokenizer = _tokenizer(path, model.config.teacher_config, structure and structure["document"][0],
-                                     tokenizer_kwargs)  # fmt: skip
+        model.tokenizer = _tokenizer(
+            path, model.config.teacher_config, structure and structure["document"][0], tokenizer_kwargs
+        )
         if model.config.student_config is not None:
-            folder = STUDENT_TOKENIZER if cached_file(path, f"{STUDENT_TOKENIZER}/tokenizer_config.json",
-                _raise_exceptions_for_missing_entries=False, **hub_kwargs) else structure["query"][0]  # fmt: skip
-            model.student_tokenizer = _tokenizer(f"{path}", model.config.student_config, folder, tokenizer_kwargs,
-                                                 root=False)  # fmt: skip
+            folder = (
+                STUDENT_TOKENIZER
+                if cached_file(
+                    path,
+                    f"{STUDENT_TOKENIZER}/tokenizer_config.json",
+                    _raise_exceptions_for_missing_entries=False,
+                    **hub_kwargs,
+                )
+                else structure["query"][0]
+            )
+            model.student_tokenizer = _tokenizer(
+                f"{path}", model.config.student_config, folder, tokenizer_kwargs, root=False
+            )
         model.freeze_document_encoder()
         return model
 

@@ -97,8 +97,9 @@ def router_view(model):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Router
 
-    router = Router.for_query_document(route_modules(model, "query", "student"),
-                                       route_modules(model, "document", "teacher"), default_route="query")  # fmt: skip
+    router = Router.for_query_document(
+        route_modules(model, "query", "student"), route_modules(model, "document", "teacher"), default_route="query"
+    )
     return SentenceTransformer(
         modules=[router],
         similarity_fn_name=model.config.similarity,
@@ -149,8 +150,10 @@ def read_weights(file: str, name: str) -> dict[str, torch.Tensor]:
         raise ValueError(f"{name}: not a readable safetensors file ({error}); save the student again.") from None
     broken = [key for key, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if broken:
-        raise ValueError(f"{name} holds non-finite weights (NaN or inf) in {broken[:3]}: the file is damaged or the "
-                         "training that wrote it diverged.")  # fmt: skip
+        raise ValueError(
+            f"{name} holds non-finite weights (NaN or inf) in {broken[:3]}: the file is damaged or the "
+            "training that wrote it diverged."
+        )
     return state
 
 
@@ -175,8 +178,10 @@ def load_routes(model, path: str, structure: dict, hub_kwargs: dict) -> None:
             f"{path}/config.json says student_layers {list(model.config.student_layers)}, but the student's weights "
             f"({structure['query'][0]}) are of the teacher's layers {saved}: the config was edited; restore it."
         )
-    routes = {"query": (model.query_encoder, model.query_head), "document": (model.document_encoder,
-                                                                             model.document_head)}  # fmt: skip
+    routes = {
+        "query": (model.query_encoder, model.query_head),
+        "document": (model.document_encoder, model.document_head),
+    }
     for side, (encoder, head) in routes.items():
         transformer, *folders = structure[side]
         local, name = file(f"{transformer}/{SAFE_WEIGHTS_NAME}")

@@ -7,6 +7,7 @@ seconds with one message and writes nothing, instead of after the teacher pass (
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import constants, try_to_load_from_cache
+from safetensors import SafetensorError
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .configuration_asymmetric import validate_layers
@@ -192,8 +194,9 @@ def check_resume_settings(output_dir: str | os.PathLike, settings: dict) -> None
         return
     started = json.loads(path.read_text())
     keys = sorted(settings.keys() | started.keys())
-    changed = [f"{key} {started.get(key)!r} -> {settings.get(key)!r}" for key in keys
-               if started.get(key) != settings.get(key)]  # fmt: skip
+    changed = [
+        f"{key} {started.get(key)!r} -> {settings.get(key)!r}" for key in keys if started.get(key) != settings.get(key)
+    ]
     if changed:
         raise ValueError(
             f"--resume_from_checkpoint: {str(output_dir)!r} holds a run started with other settings "
@@ -237,11 +240,26 @@ def run_settings(student_args, data_args, training_args) -> dict:
         "document_inputs",
         "document_span_tokens",
     )
-    training = ("loss", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
-                "num_train_epochs", "max_steps", "warmup_steps", "weight_decay", "lr_scheduler_type",
-                "adam_epsilon", "seed", "bf16", "fp16")  # fmt: skip
-    return {name: getattr(args, name) for args, names in ((student_args, student), (data_args, data),
-                                                           (training_args, training)) for name in names}  # fmt: skip
+    training = (
+        "loss",
+        "learning_rate",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "num_train_epochs",
+        "max_steps",
+        "warmup_steps",
+        "weight_decay",
+        "lr_scheduler_type",
+        "adam_epsilon",
+        "seed",
+        "bf16",
+        "fp16",
+    )
+    return {
+        name: getattr(args, name)
+        for args, names in ((student_args, student), (data_args, data), (training_args, training))
+        for name in names
+    }
 
 
 def check_run(student_args, data_args, training_args, check=None) -> tuple[list[str], list[str], list | None]:
@@ -261,22 +279,39 @@ def check_run(student_args, data_args, training_args, check=None) -> tuple[list[
         check_teacher_reachable(student_args.student_model, option="student_model")
     config = config_from_teacher(student_args.teacher, "first", 0, **student_args.student_kwargs)
     num_layers = config.student_architecture.num_hidden_layers
-    if student_args.layer_strategy == "auto" and student_args.student_model is not None:
+    if student_args.student_layers == "auto" and student_args.student_model is not None:
         raise ValueError("student_layers auto ranks the teacher's layers: give the student model's layers instead.")
-    if student_args.student_layers is not None:
+    if student_args.student_layers not in (None, "auto"):
         validate_layers(
             student_args.student_layers, num_layers, "the student model" if config.student_config else "the teacher"
         )
     elif not 0 <= student_args.num_student_layers <= num_layers:
-        raise ValueError(f"num_student_layers={student_args.num_student_layers} must be between 0 and the teacher's "
-                         f"{num_layers} layers.")  # fmt: skip
+        raise ValueError(
+            f"num_student_layers={student_args.num_student_layers} must be between 0 and the teacher's "
+            f"{num_layers} layers."
+        )
     if training_args.push_to_hub:
         if not is_hub_id(student_args.base_model or student_args.teacher):
-            raise ValueError(f"--push_to_hub: the teacher {student_args.teacher!r} is a local path, which the card "
-                             "cannot name as its base model: pass --base_model <the teacher's Hub id>.")  # fmt: skip
+            raise ValueError(
+                f"--push_to_hub: the teacher {student_args.teacher!r} is a local path, which the card "
+                "cannot name as its base model: pass --base_model <the teacher's Hub id>."
+            )
         check_push_access(training_args.hub_model_id, training_args.hub_token)
         if check is not None and check.check_queries:  # the data of the check before the push, read now
             for source in {*check.check_queries, *check.check_documents}:
                 load_queries(source, column=check.check_column)
     splits = load_query_splits(data_args, training_args.seed)
     return (*splits, load_index_documents(data_args))
+
+
+@contextmanager
+def write_errors(output_dir: str):
+    """A write that fails in the output folder (a full disk) ends the run with one line: what failed, and that the
+    last complete checkpoint resumes it."""
+    try:
+        yield
+    except (OSError, SafetensorError) as error:
+        sys.exit(
+            f"error: writing into {output_dir} failed ({error}); free space there, then rerun with "
+            "--resume_from_checkpoint true to continue from its last complete checkpoint."
+        )

@@ -72,17 +72,18 @@ def read_sentence_transformers_teacher(teacher: str, revision: str | None = None
         return None
     kinds = [entry["type"].rsplit(".", 1)[-1] for entry in modules]
     unsupported = [
-        f"{kind} ({entry['path'] or 'root'})" for kind, entry in zip(kinds, modules) if kind not in HEAD_MODULES
+        f"{kind} ({entry['path'] or 'root'})"
+        for kind, entry in zip(kinds, modules)
+        if kind not in HEAD_MODULES and kind != "Transformer"
     ]
     if kinds[0] != "Transformer" or "Transformer" in kinds[1:] or unsupported:
         raise ValueError(
             f"Teacher {teacher!r} is built from sentence-transformers modules {kinds}; hfdistill reproduces a "
-            f"Transformer followed by {sorted(set(HEAD_MODULES) - {'Transformer'})} only"
-            + (f", not {unsupported}." if unsupported else ".")
+            f"Transformer followed by {sorted(HEAD_MODULES)} only" + (f", not {unsupported}." if unsupported else ".")
         )
     head = []
     for kind, entry in zip(kinds[1:], modules[1:]):
-        config = _module_config(HEAD_MODULES[kind], teacher, entry["path"], revision, **hub_kwargs)
+        config = _module_config(HEAD_MODULES[kind].module_class, teacher, entry["path"], revision, **hub_kwargs)
         if kind == "Pooling" and not config.get("include_prompt", True):
             raise ValueError(
                 f"Teacher {teacher!r} pools without its prompt tokens (Pooling include_prompt=false), which hfdistill "
@@ -205,8 +206,9 @@ def config_from_teacher(
     teacher's, reads queries with its own query prompt unless `student_query_prompt` is given, and ends in a Dense map
     to the teacher's embedding size when the two differ.
     """
-    teacher_config, settings, head = read_encoder(teacher, revision, pooling, normalize, trust_remote_code,
-                                                  **hub_kwargs)  # fmt: skip
+    teacher_config, settings, head = read_encoder(
+        teacher, revision, pooling, normalize, trust_remote_code, **hub_kwargs
+    )
     prompts = settings["prompts"]
     unused = [name for name in ("passage", "corpus") if prompts.get(name) and not prompts.get("document")]
     if unused and document_prompt is None and document_prompt_name is None:
@@ -214,13 +216,16 @@ def config_from_teacher(
             "Teacher %r names a %r prompt but no (or an empty) 'document' one: sentence-transformers' "
             "encode_document, and so hfdistill, put no prompt before documents. If its index was built with it, "
             "pass document_prompt_name=%r.",
-            teacher, unused[0], unused[0],
-        )  # fmt: skip
+            teacher,
+            unused[0],
+            unused[0],
+        )
     max_length = max_length or settings["max_length"] or 512
     student = {}
     if student_model is not None:
-        architecture, own, own_head = read_encoder(student_model, student_revision, None, None, trust_remote_code,
-                                                   "Student model", "mean", **hub_kwargs)  # fmt: skip
+        architecture, own, own_head = read_encoder(
+            student_model, student_revision, None, None, trust_remote_code, "Student model", "mean", **hub_kwargs
+        )
         student = {
             "student_config": architecture.to_dict(),
             "student_name_or_path": student_model,
@@ -229,7 +234,7 @@ def config_from_teacher(
                 architecture.hidden_size,
                 output_size(head, teacher_config.hidden_size),
                 head[-1]["type"] == "Normalize",
-            ),  # fmt: skip
+            ),
         }
         student_query_prompt = (
             own["prompts"].get("query", "") if student_query_prompt is None else student_query_prompt
@@ -296,8 +301,11 @@ def _weights(encoder: torch.nn.Module, name: str, hub_kwargs: dict) -> dict[str,
         logger.warning(
             "%r is stored in %s; hfdistill computes it in float32, where sentence-transformers computes it in %s, "
             "so their embeddings differ by that rounding. `model.to(%s)` computes as it does.",
-            name, loaded.dtype, loaded.dtype, loaded.dtype,
-        )  # fmt: skip
+            name,
+            loaded.dtype,
+            loaded.dtype,
+            loaded.dtype,
+        )
     return {k: v for k, v in loaded.state_dict().items() if not k.startswith("pooler.")}
 
 

@@ -75,8 +75,12 @@ def _embed_shards(encode, texts, start, cache_dir, key, batch_size, dtype) -> tu
     bounds = [(first, min(first + SHARD_SIZE, len(texts))) for first in range(start, len(texts), SHARD_SIZE)]
     mine = bounds[state.process_index :: state.num_processes]
     kept, embedded = {}, 0
-    with tqdm(total=sum(end - first for first, end in mine), desc="Teacher: embedding texts", unit="text",
-              disable=not state.is_main_process) as progress:  # fmt: skip
+    with tqdm(
+        total=sum(end - first for first, end in mine),
+        desc="Teacher: embedding texts",
+        unit="text",
+        disable=not state.is_main_process,
+    ) as progress:
         for first, end in mine:
             path, shard_key = _shard(cache_dir, key, first, end)
             if read_cached(path, shard_key, end - first) is None:
@@ -167,8 +171,10 @@ def cached_teacher_embeddings(
                     _shard(cache_dir, key, first, 0)[0].unlink(missing_ok=True)
     logger.info(
         "Teacher embedded %d texts in %.1f s (%d more read from the cache)",
-        embedded, time.perf_counter() - start, len(texts) - embedded,
-    )  # fmt: skip
+        embedded,
+        time.perf_counter() - start,
+        len(texts) - embedded,
+    )
     state.wait_for_everyone()
     if not written:
         return embeddings

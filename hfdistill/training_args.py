@@ -46,13 +46,12 @@ class StudentArguments:
         > Parameters that choose the student
 
         student_layers (`list[int]` or `"auto"`, *optional*):
-            0-based layers to keep (overrides the strategy), or `auto`. `[]` keeps none: a 0-layer student, the
-            token embeddings, pooling and head trained to the same targets (on the command line:
-            `--num_student_layers 0`).
+            0-based layers to keep (overrides the strategy), or `auto`: every candidate set of `num_student_layers`
+            ranked by how its untrained student agrees with the teacher on the held-out queries, then the best few
+            trained briefly. `[]` keeps none: a 0-layer student, the token embeddings, pooling and head trained to
+            the same targets (on the command line: `--num_student_layers 0`).
         layer_strategy (`str`, *optional*, defaults to `"top_bottom"`):
-            `top_bottom`, `first`, `last`, `uniform` or `auto`, used when no indices are given. `auto` ranks every
-            candidate set by how its untrained student agrees with the teacher on the held-out queries, then trains
-            the best few briefly.
+            `top_bottom`, `first`, `last` or `uniform`, used when no indices are given.
         num_student_layers (`int`, *optional*, defaults to `2`):
             Number of layers the strategy keeps (0 for a 0-layer student).
         selection_training_steps (`int`, *optional*, defaults to `50`):
@@ -81,7 +80,7 @@ class StudentArguments:
     base_model: str | None = field(
         default=None, metadata={"help": "The teacher's Hub id when --teacher is a local copy (named on the card)."}
     )
-    student_layers: list[str] | None = field(  # indices, or `auto`; converted to ints in __post_init__
+    student_layers: list[str] | None = field(  # indices (converted to ints in __post_init__) or `auto`
         default=None,
         metadata={
             "help": "0-based teacher layers to keep, e.g. `0 5` (overrides the strategy; `[]` in a config: none), "
@@ -90,7 +89,7 @@ class StudentArguments:
     )
     layer_strategy: str = field(
         default="top_bottom",
-        metadata={"help": f"Layer selection when no indices are given: {LAYER_STRATEGIES} or auto (ranked by proxy)."},
+        metadata={"help": f"Layer selection when no indices are given: one of {LAYER_STRATEGIES}."},
     )
     num_student_layers: int = field(
         default=2, metadata={"help": "Number of layers the strategy keeps; 0: token embeddings and head only."}
@@ -137,8 +136,11 @@ class StudentArguments:
     )
 
     def __post_init__(self):
+        if self.layer_strategy not in LAYER_STRATEGIES:  # `auto` has one spelling: student_layers
+            hint = "; automatic selection is `--student_layers auto`" if self.layer_strategy == "auto" else ""
+            raise ValueError(f"layer_strategy must be one of {LAYER_STRATEGIES}, got {self.layer_strategy!r}{hint}.")
         if self.student_layers in ("auto", ["auto"]):
-            self.student_layers, self.layer_strategy = None, "auto"
+            self.student_layers = "auto"
         elif self.student_layers is not None:  # [] (a config's `student_layers: []`): a 0-layer student
             try:
                 self.student_layers = [int(index) for index in self.student_layers]
@@ -266,9 +268,11 @@ class QueryDataArguments:
 
     train_documents: list[str] | None = field(
         default=None,
-        metadata={"help": "Documents of the index the student will search (BEIR corpus.jsonl, any query format, "
-                  "or a Hub dataset): texts cut from them are aligned beside the queries."},
-    )  # fmt: skip
+        metadata={
+            "help": "Documents of the index the student will search (BEIR corpus.jsonl, any query format, "
+            "or a Hub dataset): texts cut from them are aligned beside the queries."
+        },
+    )
     documents_subset: str | None = field(default=None, metadata={"help": "Subset of a Hub dataset of documents."})
     documents_split: str = field(default="train", metadata={"help": "Split of a Hub dataset of documents."})
     documents_column: str = field(default="text", metadata={"help": "Text column of the documents."})
@@ -468,8 +472,10 @@ class PublishCheckArguments:
         if (self.check_queries is None) != (self.check_documents is None):
             raise ValueError("The agreement check needs both --check_queries and --check_documents.")
         if self.check_queries and len(self.check_documents) not in (1, len(self.check_queries)):
-            raise ValueError(f"--check_documents takes one document set, or one per query set "
-                             f"({len(self.check_queries)}); got {len(self.check_documents)}.")  # fmt: skip
+            raise ValueError(
+                f"--check_documents takes one document set, or one per query set "
+                f"({len(self.check_queries)}); got {len(self.check_documents)}."
+            )
         if self.min_top10_overlap is not None and not 0 <= self.min_top10_overlap <= 1:
             raise ValueError(f"min_top10_overlap must be a share between 0 and 1, got {self.min_top10_overlap}.")
         if self.min_top10_overlap is not None and self.check_queries is None:

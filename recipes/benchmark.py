@@ -53,9 +53,14 @@ def main(args: BenchmarkArguments) -> SpeedResults:
         queries = load_queries(args.queries)
         others = {path: load_query_encoder(path, args.threads, args.device) for path in args.query_encoders}
         results = measure_speed(
-            model, queries, tuple(args.batch_sizes), args.repeats, args.threads, backends=args.backends,
+            model,
+            queries,
+            tuple(args.batch_sizes),
+            args.repeats,
+            args.threads,
+            backends=args.backends,
             other_encoders={path: encoder.encode_queries for path, encoder in others.items()},
-        )  # fmt: skip
+        )
     results.model = args.model
     print(f"{args.model} vs {results.teacher} on {results.device}, {results.threads} threads")
     print(format_speed(results))

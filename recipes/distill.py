@@ -11,11 +11,10 @@ them in `--output_dir` and says how to retry it (`recipes/push.py`).
 import json
 import logging
 import sys
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 from accelerate import PartialState
-from safetensors import SafetensorError
 from transformers import AutoTokenizer
 
 from hfdistill import from_teacher
@@ -33,9 +32,10 @@ from hfdistill.preflight import (
     resume_checkpoint,
     run_lock,
     run_settings,
+    write_errors,
     write_run_settings,
 )
-from hfdistill.provenance import environment
+from hfdistill.provenance import training_record
 from hfdistill.run_files import TRAINING_RECORD
 from hfdistill.trainer import EmbeddingAlignmentTrainer
 from hfdistill.training_args import (
@@ -46,47 +46,21 @@ from hfdistill.training_args import (
 )
 
 
-def training_record(student_args, data_args, training_args, trainer, counts, untrained, metrics, selection) -> dict:
-    """What `distillation.json` records of a finished run: the data, the recipe, and held-out alignment."""
-    return {
-        "base_model": student_args.base_model,
-        "train_queries": data_args.train_queries,
-        **counts,
-        "joined_query_fraction": data_args.joined_query_fraction,
-        "joined_query_max": data_args.joined_query_max,
-        "train_documents": data_args.train_documents,
-        "document_inputs": data_args.document_inputs if counts["num_documents"] else None,
-        "document_fraction": data_args.document_fraction if counts["num_documents"] else None,
-        "document_span_tokens": data_args.document_span_tokens if counts["num_documents"] else None,
-        "train_languages": data_args.train_languages,
-        "embedding_dtype": data_args.embedding_dtype,
-        "loss": training_args.loss,
-        "share_token_embeddings": student_args.share_token_embeddings,
-        "student_query_prompt": student_args.student_query_prompt,
-        "learning_rate": training_args.learning_rate,
-        "adam_epsilon": training_args.adam_epsilon,
-        "batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes,
-        "train_sampling_strategy": training_args.train_sampling_strategy,
-        "warmup_steps": training_args.warmup_steps,
-        "num_train_epochs": training_args.num_train_epochs,
-        "global_steps": trainer.state.global_step,
-        "untrained_mean_cosine": untrained["untrained_mean_cosine"],
-        "mean_cosine": metrics["eval_mean_cosine"],
-        "layer_selection": selection,
-        "environment": environment(),
-    }
-
-
 def main(
     student_args: StudentArguments,
     data_args: QueryDataArguments,
     training_args: EmbeddingAlignmentConfig,
     check: PublishCheckArguments | None = None,
+    build=from_teacher,
 ):
+    """Check the run, hold its folder, then train: `build(teacher, layers, num_layers, **kwargs)` makes the student
+    (`from_teacher`; research scripts pass their own initialisation)."""
     record = finished_run(training_args.output_dir) if training_args.resume_from_checkpoint else None
     if record is not None:
-        print(f"{training_args.output_dir} holds a finished run ({record['global_steps']} steps): nothing to resume, "
-              "it is left as it is. Start another --output_dir to train more.")  # fmt: skip
+        print(
+            f"{training_args.output_dir} holds a finished run ({record['global_steps']} steps): nothing to resume, "
+            "it is left as it is. Start another --output_dir to train more."
+        )
         return
     output_dir, state = training_args.output_dir, PartialState()
     with input_errors():
@@ -103,9 +77,14 @@ def main(
                 trust_remote_code=student_args.trust_remote_code,
             )
             train_texts += index_texts(data_args, documents, tokenizer, len(train_queries), training_args.seed)
-    counts = {"num_train_queries": len(train_queries), "num_eval_queries": len(eval_texts),
-              "num_documents": len(documents or []), "num_document_texts": len(train_texts) - len(train_queries)
-              - round(len(train_queries) * data_args.joined_query_fraction)}  # fmt: skip
+    counts = {
+        "num_train_queries": len(train_queries),
+        "num_eval_queries": len(eval_texts),
+        "num_documents": len(documents or []),
+        "num_document_texts": len(train_texts)
+        - len(train_queries)
+        - round(len(train_queries) * data_args.joined_query_fraction),
+    }
     del train_queries, documents  # millions of strings take gigabytes
     with ExitStack() as held:
         if state.is_main_process:
@@ -116,10 +95,10 @@ def main(
             if aside is not None:
                 print(f"--overwrite_output_dir: the run {output_dir} held is kept as {aside}; this one starts over.")
         state.wait_for_everyone()
-        train(student_args, data_args, training_args, check, resume, train_texts, eval_texts, counts)
+        train(student_args, data_args, training_args, check, resume, train_texts, eval_texts, counts, build)
 
 
-def train(student_args, data_args, training_args, check, resume, train_texts, eval_texts, counts: dict):
+def train(student_args, data_args, training_args, check, resume, train_texts, eval_texts, counts: dict, build):
     """Build the student, run the teacher pass, train, save, record and push: the run proper, in a folder it holds."""
     layers, selection = student_args.student_layers, None  # [] is a 0-layer student
     if layers is None:
@@ -128,7 +107,7 @@ def train(student_args, data_args, training_args, check, resume, train_texts, ev
         selection = select_student_layers(student_args, data_args, training_args, train_texts, eval_texts)
         layers, selection["ranking"] = selection["selected"], selection["ranking"][:10]
         logging.getLogger(__name__).info("auto layer selection: %s in %.1f s", layers, selection["seconds"])
-    model = from_teacher(student_args.teacher, layers, student_args.num_student_layers, **student_args.student_kwargs)
+    model = build(student_args.teacher, layers, student_args.num_student_layers, **student_args.student_kwargs)
     model.to(training_args.device)  # the accelerator accelerate picked, for the teacher pass too
     datasets = alignment_datasets(  # every process embeds its share; plain queries are cached apart from additions
         model,
@@ -150,9 +129,11 @@ def train(student_args, data_args, training_args, check, resume, train_texts, ev
         trainer.save_metrics("untrained", untrained, combined=False)
         train_result = trainer.train(resume_from_checkpoint=resume)
         if trainer.state.global_step == 0:  # never saved as a finished student
-            sys.exit(f"error: the run trained no step ({len(datasets[0])} examples, num_train_epochs "
-                     f"{training_args.num_train_epochs}, max_steps {training_args.max_steps}); nothing was saved as "
-                     "a student. Train for at least one step.")  # fmt: skip
+            sys.exit(
+                f"error: the run trained no step ({len(datasets[0])} examples, num_train_epochs "
+                f"{training_args.num_train_epochs}, max_steps {training_args.max_steps}); nothing was saved as "
+                "a student. Train for at least one step."
+            )
         trainer.save_model()
         trainer.save_metrics("train", train_result.metrics)
         metrics = trainer.evaluate()
@@ -166,32 +147,39 @@ def train(student_args, data_args, training_args, check, resume, train_texts, ev
         Path(output_dir, TRAINING_RECORD).write_text(json.dumps(record, indent=2))
         write_model_card(model, output_dir, training_args.hub_model_id)
     if not push:
-        print(f"Next, score it: python recipes/evaluate.py --model {output_dir} --tasks <mteb tasks or BEIR folders> "
-              f"--output_dir {output_dir}")  # fmt: skip
+        print(
+            f"Next, score it: python recipes/evaluate.py --model {output_dir} --tasks <mteb tasks or BEIR folders> "
+            f"--output_dir {output_dir}"
+        )
         return
     repo_id = training_args.hub_model_id
     try:
-        url = push_to_hub(output_dir, repo_id, bool(training_args.hub_private_repo), training_args.hub_revision,
-                          check, data_args.embedding_cache_dir, token=training_args.hub_token)  # fmt: skip
+        url = push_to_hub(
+            output_dir,
+            repo_id,
+            bool(training_args.hub_private_repo),
+            training_args.hub_revision,
+            check,
+            data_args.embedding_cache_dir,
+            token=training_args.hub_token,
+        )
     except (PushError, ValueError) as error:
-        sys.exit(f"error: {error} The student and its records are saved in {output_dir}; push them with "
-                 f"`python recipes/push.py --model {output_dir} --repo_id {repo_id}`.")  # fmt: skip
+        sys.exit(
+            f"error: {error} The student and its records are saved in {output_dir}; push them with "
+            f"`python recipes/push.py --model {output_dir} --repo_id {repo_id}`."
+        )
     print(f"Pushed {output_dir} to {repo_id}: {url}")
 
 
-@contextmanager
-def write_errors(output_dir: str):
-    """A write that fails in the output folder (a full disk) ends the run with one line: what failed, and that the
-    last complete checkpoint resumes it."""
-    try:
-        yield
-    except (OSError, SafetensorError) as error:
-        sys.exit(f"error: writing into {output_dir} failed ({error}); free space there, then rerun with "
-                 "--resume_from_checkpoint true to continue from its last complete checkpoint.")  # fmt: skip
+def run(argv: list[str] | None = None, build=from_teacher) -> None:
+    """The command line: `[config.yaml] [--key value ...]` (`sys.argv` by default), parsed, then `main`."""
+    with input_errors():
+        arguments = parse_args(
+            (StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig, PublishCheckArguments), argv
+        )
+    setup_logging("info" if arguments[2].log_level == "passive" else arguments[2].log_level)
+    main(*arguments, build=build)
 
 
 if __name__ == "__main__":
-    with input_errors():
-        arguments = parse_args((StudentArguments, QueryDataArguments, EmbeddingAlignmentConfig, PublishCheckArguments))
-    setup_logging("info" if arguments[2].log_level == "passive" else arguments[2].log_level)
-    main(*arguments)
+    run()

@@ -33,9 +33,11 @@ class EvaluationArguments:
     data_dir: str | None = field(default=None, metadata={"help": "Folder of BEIR-format datasets."})
     languages: list[str] = field(
         default_factory=list,
-        metadata={"help": "The language of each local task, as `task=code` (e.g. `xquad-de=de scifact=en`): recorded "
-                  "with its scores, and on the model card (mteb's tasks know their own)."},
-    )  # fmt: skip
+        metadata={
+            "help": "The language of each local task, as `task=code` (e.g. `xquad-de=de scifact=en`): recorded "
+            "with its scores, and on the model card (mteb's tasks know their own)."
+        },
+    )
     output_dir: str = field(default="out/eval", metadata={"help": "Where eval_results.json is written."})
     cache_dir: str = field(default=DEFAULT_CACHE_DIR, metadata={"help": "Teacher embedding cache."})
     batch_size: int = field(default=64, metadata={"help": "Encoding batch size."})
@@ -80,9 +82,13 @@ def main(args: EvaluationArguments) -> list[dict]:
     reports, baseline = [], isinstance(query_encoder, SentenceTransformerQueryEncoder)  # not the student's own
     for name, model in students.items():
         report = evaluate_student(
-            model.to(device), args.query_encoder if baseline else name, tasks, args.cache_dir, args.batch_size,
+            model.to(device),
+            args.query_encoder if baseline else name,
+            tasks,
+            args.cache_dir,
+            args.batch_size,
             query_encoder,
-        )  # fmt: skip
+        )
         if query_encoder is not None:
             report["query_encoder"] = {"path": args.query_encoder, **query_encoder.config}
         if baseline:
@@ -95,8 +101,10 @@ def main(args: EvaluationArguments) -> list[dict]:
         results_file = EXPORTED_EVAL_RESULTS.format(query_encoder.backend) if query_encoder else EVAL_RESULTS
         (out / results_file).write_text(json.dumps(report, indent=2))
         reports.append(report)
-    print(f"Next, time it against its teacher: python recipes/benchmark.py --model {args.model[0]} --queries <your "
-          f"queries> --output_dir {args.model[0]}")  # fmt: skip
+    print(
+        f"Next, time it against its teacher: python recipes/benchmark.py --model {args.model[0]} --queries <your "
+        f"queries> --output_dir {args.model[0]}"
+    )
     return reports
 
 

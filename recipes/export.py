@@ -34,8 +34,10 @@ def main(args: ExportArguments) -> None:
         model = load_student(args.model)
     path = export_query_encoder(model, args.output_dir, args.backend, args.quantize, args.side)
     print(f"Exported the {args.side} query encoder of {args.model} to {path}")
-    print(f"Next, score the export: python recipes/evaluate.py --model {args.model} --query_encoder {args.output_dir} "
-          f"--tasks <mteb tasks or BEIR folders> --output_dir {args.model}")  # fmt: skip
+    print(
+        f"Next, score the export: python recipes/evaluate.py --model {args.model} --query_encoder {args.output_dir} "
+        f"--tasks <mteb tasks or BEIR folders> --output_dir {args.model}"
+    )
 
 
 if __name__ == "__main__":

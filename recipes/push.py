@@ -50,8 +50,18 @@ class PushArguments:
 
 
 def main(args: PushArguments, check: PublishCheckArguments) -> str:
-    url = push_to_hub(args.model, args.repo_id, args.private, args.revision, check, args.cache_dir, args.base_model,
-                      args.layout, args.query_encoder, args.dry_run)  # fmt: skip
+    url = push_to_hub(
+        args.model,
+        args.repo_id,
+        args.private,
+        args.revision,
+        check,
+        args.cache_dir,
+        args.base_model,
+        args.layout,
+        args.query_encoder,
+        args.dry_run,
+    )
     if args.dry_run:
         files = sorted(p for p in Path(url).rglob("*") if p.is_file())
         for path in files:

@@ -57,8 +57,10 @@ def main(
         f"{' and short training' if 'trials' in result else ''}: {len(result['ranking'])} candidates scored on "
         f"{len(held_out)} held-out queries in {result['seconds']:.1f} s"
     )
-    print(f"Next, distill it: python recipes/distill.py <the same config and options> --student_layers "
-          f"{' '.join(map(str, result['selected']))}")  # fmt: skip
+    print(
+        f"Next, distill it: python recipes/distill.py <the same config and options> --student_layers "
+        f"{' '.join(map(str, result['selected']))}"
+    )
     if args.output_file:
         Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output_file).write_text(json.dumps({**result, "num_queries": len(held_out)}, indent=2))

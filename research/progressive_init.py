@@ -12,11 +12,8 @@ Measured no gain over the teacher's own layers (docs/results.md), so it is not a
 
 import argparse
 import runpy
-import sys
 
-import hfdistill
-import hfdistill.teacher
-from hfdistill import AsymmetricDualEncoder
+from hfdistill import AsymmetricDualEncoder, from_teacher
 from hfdistill.modeling_asymmetric import layer_stack
 
 
@@ -37,16 +34,14 @@ def main() -> None:
     parser.add_argument("--init_layers", type=int, nargs="+", required=True, help="Positions in its layer stack.")
     args, distill_args = parser.parse_known_args()
     trained = AsymmetricDualEncoder.from_pretrained(args.init_from)
-    from_teacher = hfdistill.teacher.from_teacher
 
-    def initialised(*positional, **keywords):
+    def initialised(*positional, **keywords) -> AsymmetricDualEncoder:
         model = from_teacher(*positional, **keywords)
         initialise_from(model, trained, args.init_layers)
         return model
 
-    hfdistill.from_teacher = hfdistill.teacher.from_teacher = initialised  # what recipes/distill.py calls
-    sys.argv = ["recipes/distill.py", *[arg for arg in distill_args if arg != "--"]]
-    runpy.run_path("recipes/distill.py", run_name="__main__")
+    recipe = runpy.run_path("recipes/distill.py")  # the recipe's functions, not run as __main__
+    recipe["run"]([arg for arg in distill_args if arg != "--"], build=initialised)
 
 
 if __name__ == "__main__":

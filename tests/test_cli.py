@@ -106,10 +106,12 @@ def test_student_layers_auto_or_indices(tmp_path):
     config = tmp_path / "auto.yaml"
     config.write_text(f"student_layers: auto\nnum_student_layers: 3\ntrain_queries: q.tsv\noutput_dir: {tmp_path}\n")
     student, _, _ = parse_args(TYPES, [str(config)])
-    assert student.student_layers is None and student.layer_strategy == "auto" and student.num_student_layers == 3
+    assert student.student_layers == "auto" and student.num_student_layers == 3
     required = ["--train_queries", "q.tsv", "--output_dir", str(tmp_path / "out")]
     with pytest.raises(ValueError, match=r"student_layers must be 0-based layer indices .* got \['0', 'top'\]"):
         parse_args(TYPES, ["--student_layers", "0", "top", *required])
+    with pytest.raises(ValueError, match=r"layer_strategy must be one of .* got 'auto'; .* `--student_layers auto`"):
+        parse_args(TYPES, ["--layer_strategy", "auto", *required])
 
 
 @pytest.mark.parametrize(

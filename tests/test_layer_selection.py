@@ -108,7 +108,7 @@ def test_ranking_a_decoder_scores_each_set_as_its_student(tmp_path, queries):
 @pytest.mark.parametrize(
     "option, trials",
     [
-        (["--layer_strategy", "auto", "--selection_training_steps", "0"], 0),  # the proxy alone
+        (["--student_layers", "auto", "--selection_training_steps", "0"], 0),  # the proxy alone
         (["--student_layers", "auto", "--selection_training_steps", "2", "--selection_shortlist", "2"], 2),
     ],
 )

@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 import torch
+from sentence_transformers.sentence_transformer.modules import Normalize
 from transformers import AutoModel
 
 from hfdistill import AsymmetricDualEncoder, from_teacher
@@ -73,7 +74,8 @@ def test_prompted_and_dense_students_round_trip_without_hfdistill(name, tmp_path
     torch.save(reference, tmp_path / "ref.pt")
     script = textwrap.dedent(f"""
         import sys, torch
-        from transformers import AutoModel
+        from sentence_transformers.sentence_transformer.modules import Normalize
+from transformers import AutoModel
         model = AutoModel.from_pretrained({str(tmp_path / "student")!r}, trust_remote_code=True)
         assert "hfdistill" not in sys.modules, "hfdistill was imported"
         ref = torch.load({str(tmp_path / "ref.pt")!r})
@@ -336,3 +338,35 @@ def test_chunks_of_similar_length_give_the_padded_batchs_embeddings_for_every_fa
         torch.testing.assert_close(chunked, padded, atol=2e-5, rtol=1e-4)
     model(**batch, chunk_cost=0).query_embeds.sum().backward()
     assert model.query_encoder.get_input_embeddings().weight.grad is not None
+
+
+class Halve(Normalize):
+    """A head module hfdistill does not know: halves the embedding (saved and loaded as sentence-transformers'
+    `Normalize` is)."""
+
+    def forward(self, features: dict) -> dict:
+        return {**features, "sentence_embedding": features["sentence_embedding"] / 2}
+
+
+def test_a_new_head_module_is_one_table_entry(tiny_student, monkeypatch, tmp_path):
+    from hfdistill.configuration_asymmetric import HEAD_MODULES, HeadModule, output_size
+    from hfdistill.model_card import describe_head
+
+    entry = HeadModule(
+        Halve, build=lambda config: Halve(), output_size=lambda config, size: size, describe=lambda c: "x/2"
+    )
+    config = tiny_student.config.to_dict()
+    config["head"] = [*config["head"], {"type": "Halve", "path": "", "config": {}}]
+    with pytest.raises(ValueError, match=r"head must start with a Pooling module and hold .* got .*'Halve'"):
+        type(tiny_student.config).from_dict(config)
+    monkeypatch.setitem(HEAD_MODULES, "Halve", entry)  # the one edit a new head module needs
+    halved = AsymmetricDualEncoder(type(tiny_student.config).from_dict(config))
+    halved.load_state_dict(tiny_student.state_dict())
+    halved.tokenizer = tiny_student.tokenizer
+    halved.save_pretrained(tmp_path)
+    loaded = AsymmetricDualEncoder.from_pretrained(tmp_path)
+    for model in (halved, loaded):
+        expected = tiny_student.encode_documents(TEXTS) / 2
+        torch.testing.assert_close(model.encode_documents(TEXTS), expected, atol=1e-6, rtol=0)
+    assert describe_head(loaded.config.head).endswith(", L2 normalization, x/2")
+    assert output_size(loaded.config.head, 32) == 32
