@@ -95,6 +95,26 @@ def measured_languages(training: dict | None, results: list[dict]) -> list[str]:
     return sorted(languages)
 
 
+def _source_stem(source: str) -> str:
+    """The name a data source goes by: a Hub id's name, a local corpus file's folder, a local folder's name."""
+    if is_hub_id(source):
+        return source.split("/")[-1].lower()
+    path = Path(source)
+    return (path.parent if path.suffix else path).name.lower()
+
+
+def corpus_adapted_tasks(training: dict | None, eval_results: dict | None) -> list[str]:
+    """The evaluated tasks whose corpus the student trained on (`train_documents`): their retention is measured on
+    the index it was adapted to, and the card says so. A task matches a document source by name (its dataset folder,
+    or a Hub dataset's name)."""
+    sources = {_source_stem(source) for source in (training or {}).get("train_documents") or []}
+    return [
+        name
+        for name, task in (eval_results or {}).get("tasks", {}).items()
+        if {name.lower(), _source_stem(str(task.get("dataset") or name))} & sources
+    ]
+
+
 def teacher_card_data(config) -> dict:
     """The teacher's `license` and `language` from its own card's metadata (the student repository redistributes its
     weights under them); `{}` where that card cannot be read."""
@@ -203,6 +223,7 @@ def build_model_card(
             p.numel() for p in [*model.document_encoder.parameters(), *model.document_head.parameters()]
         ),
         eval_results=eval_results,
+        adapted=corpus_adapted_tasks(training, eval_results),
         exported_eval_results=exported_eval_results,
         speed=speed_rows(speed) if speed else None,
         onnx_backends=sorted({*exported_eval_results, *(speed.backends[1:] if speed else [])}),

@@ -220,7 +220,7 @@ class QueryDataArguments:
             Text column of the documents.
         documents_title_column (`str`, *optional*, defaults to `"title"`):
             Title column of the documents, where they have one (read for `titles`).
-        document_fraction (`float`, *optional*, defaults to `0.2`):
+        document_fraction (`float`, *optional*, defaults to `0.4`):
             Adds this fraction times the training queries as texts cut from the documents (fewer where a small
             corpus holds fewer distinct ones).
         document_inputs (`list[str]`, *optional*, defaults to `["sentences", "spans"]`):
@@ -278,7 +278,7 @@ class QueryDataArguments:
     documents_column: str = field(default="text", metadata={"help": "Text column of the documents."})
     documents_title_column: str = field(default="title", metadata={"help": "Title column of the documents."})
     document_fraction: float = field(
-        default=0.2, metadata={"help": "Add this fraction x the training queries as texts cut from the documents."}
+        default=0.4, metadata={"help": "Add this fraction x the training queries as texts cut from the documents."}
     )
     document_inputs: list[str] = field(
         default_factory=lambda: ["sentences", "spans"],

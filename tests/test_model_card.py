@@ -256,6 +256,22 @@ def test_card_states_the_documents_the_student_learned_from(tiny_student, tmp_pa
         "datasets/org/corpus), a local file (`xquad-de/corpus.jsonl.gz`); sentences and spans, spans of 4 to 24 "
         "tokens), aligned to the teacher's query embeddings of the same texts; no labels." in str(card)
     )
+    assert "| scifact | " in str(card) and "Corpus-adapted:" not in str(card)  # its corpus was not trained on
+
+
+@pytest.mark.parametrize(
+    "source", ["../beir/xquad-de/corpus.jsonl.gz", "/data/xquad-de", "org/xquad-de", "org/XQuAD-DE"]
+)
+def test_card_marks_the_tasks_whose_corpus_the_student_trained_on(tiny_student, tmp_path, source):
+    task = {"teacher": {"ndcg_at_10": 0.9}, "student": {"ndcg_at_10": 0.85}, "retention": 0.944}
+    tasks = {"xquad-de": {**task, "dataset": "/elsewhere/beir/xquad-de"}, "msmarco": {**task, "dataset": "msmarco"}}
+    (tmp_path / "eval_results.json").write_text(json.dumps({**EVAL, "tasks": tasks}))
+    documents = {"train_documents": [source], "num_documents": 240, "num_document_texts": 8000,
+                 "document_inputs": ["spans"], "document_span_tokens": [4, 24]}  # fmt: skip
+    (tmp_path / "distillation.json").write_text(json.dumps({**TRAINING, **documents}))
+    text = str(build_model_card(tiny_student, tmp_path, "me/tiny"))
+    assert "| xquad-de (corpus-adapted) | " in text and "| msmarco | " in text
+    assert "Corpus-adapted: the student trained on texts cut from that task's documents" in text
 
 
 def test_card_reports_agreement_per_checked_set(tiny_student, tmp_path):
