@@ -189,6 +189,10 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
         student_head (`list[dict]`, *optional*):
             That student's head, in `head`'s form: its own pooling, a `Dense` map to the teacher's embedding size
             when the two differ, and the teacher's normalization; `None` for a copy of `head`.
+        teacher_weights_fingerprint (`str`, *optional*):
+            A fingerprint of the teacher's weights as the student was distilled against them (`document_encoder` and
+            `document_head`); a saved student whose document weights no longer match it is refused when loaded: the
+            index built with the teacher would no longer be the one its queries were aligned to.
         similarity (`str`): `cosine` or `dot`, the teacher's retrieval score.
         max_length (`int`): token limit of queries and documents.
         query_prompt (`str`, *optional*, defaults to `""`):
@@ -225,6 +229,7 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
     student_config: PreTrainedConfig | dict | None = None
     student_name_or_path: str | None = None
     student_head: list[dict] | None = None
+    teacher_weights_fingerprint: str | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

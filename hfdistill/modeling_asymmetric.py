@@ -8,6 +8,7 @@ persistence, transformers and sentence-transformers (relative imports only) so t
 them for `trust_remote_code` loading.
 """
 
+import hashlib
 import inspect
 import json
 import os
@@ -169,6 +170,29 @@ class AsymmetricDualEncoder(PreTrainedModel):
         self.document_encoder.requires_grad_(False)
         self.document_head.requires_grad_(False)
         self.document_encoder.eval()
+
+    def teacher_weights_fingerprint(self) -> str:
+        """A fingerprint of the document encoder's and head's weights: each tensor's name, shape and up to 4,096
+        evenly spaced values, hashed. A training step changes it (it moves every weight); it reads samples, not
+        gigabytes, so loading a large teacher stays fast."""
+        digest = hashlib.sha256()
+        head = {f"head.{name}": tensor for name, tensor in self.document_head.state_dict().items()}
+        for name, tensor in sorted({**self.document_encoder.state_dict(), **head}.items()):
+            values = tensor.detach().flatten()
+            sample = values[:: max(1, values.numel() // 4096)].to("cpu", torch.float64)
+            digest.update(f"{name}{tuple(tensor.shape)}".encode() + sample.numpy().tobytes())
+        return digest.hexdigest()[:32]
+
+    def check_teacher_weights(self, where: str) -> None:
+        """An error when the document weights differ from those the student was distilled against (see
+        `teacher_weights_fingerprint` in the config); nothing to check for a student saved before it was recorded."""
+        recorded = self.config.teacher_weights_fingerprint
+        if recorded is not None and recorded != self.teacher_weights_fingerprint():
+            raise ValueError(
+                f"{where}: the document encoder's weights are not the teacher's the student was distilled against "
+                "(they were trained or edited), so an index built with that teacher would no longer match its "
+                "queries. Load the student saved by hfdistill, or pass accept_changed_teacher=True to load it anyway."
+            )
 
     def query_parameters(self) -> list[nn.Parameter]:
         """The student's parameters: its layers and its head."""
@@ -332,6 +356,8 @@ class AsymmetricDualEncoder(PreTrainedModel):
         `PreTrainedModel.save_pretrained`."""
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
+        if self.config.teacher_weights_fingerprint is None:  # a student built before it was recorded
+            self.config.teacher_weights_fingerprint = self.teacher_weights_fingerprint()
         reason = save_routes(self, save_directory)
         if reason is None:
             if self._auto_class is not None:
@@ -356,11 +382,15 @@ class AsymmetricDualEncoder(PreTrainedModel):
         return next(name for name, parameter in self.document_encoder.named_parameters() if parameter is weight)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "AsymmetricDualEncoder":
+    def from_pretrained(
+        cls, pretrained_model_name_or_path, *model_args, accept_changed_teacher: bool = False, **kwargs
+    ) -> "AsymmetricDualEncoder":
         """A saved student, its weights checked: a file that is damaged, holds non-finite values or does not fit the
         config is one error naming it. `config` may name a saved student's folder: a Router folder that
         sentence-transformers saved after training a student further (no hfdistill config of its own) then loads
-        with that student's config, and `save_pretrained` writes it back for both loaders."""
+        with that student's config, and `save_pretrained` writes it back for both loaders. A student whose document
+        weights differ from the teacher's it was distilled against is refused (`check_teacher_weights`) unless
+        `accept_changed_teacher=True`."""
         path = str(pretrained_model_name_or_path)
         hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         routes = cached_file(path, ROUTES_FILE, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
@@ -410,6 +440,8 @@ class AsymmetricDualEncoder(PreTrainedModel):
             model.student_tokenizer = _tokenizer(
                 f"{path}", model.config.student_config, folder, tokenizer_kwargs, root=False
             )
+        if not accept_changed_teacher:
+            model.check_teacher_weights(path)
         model.freeze_document_encoder()
         return model
 

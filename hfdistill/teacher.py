@@ -291,6 +291,7 @@ def from_teacher(
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):  # as Trainer would align them, with a notice
         if getattr(model.tokenizer, name) is not None:
             setattr(model.config, name, getattr(model.tokenizer, name))
+    model.config.teacher_weights_fingerprint = model.teacher_weights_fingerprint()  # what loaders check it against
     return model
 
 

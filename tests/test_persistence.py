@@ -158,3 +158,34 @@ def test_saving_again_writes_the_current_weights_without_rebuilding_the_encoders
 def test_a_saved_student_records_its_architecture(tiny_student, tmp_path):
     tiny_student.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["AsymmetricDualEncoder"]
+
+
+def test_a_student_whose_teacher_was_trained_is_refused_by_the_loaders(tiny_student, queries, tmp_path):
+    """The usual further training in sentence-transformers ((query, positive) pairs, MultipleNegativesRankingLoss,
+    both routes mapped) moves the document route unless frozen: hfdistill's loader then refuses the result, in one
+    line, instead of serving queries against an index the teacher no longer builds."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    tiny_student.save_pretrained(tmp_path / "student")
+    reloaded = AsymmetricDualEncoder.from_pretrained(tmp_path / "student")  # its own teacher: accepted
+    assert reloaded.config.teacher_weights_fingerprint == tiny_student.teacher_weights_fingerprint()
+    model = SentenceTransformer(str(tmp_path / "student"), device="cpu")
+    data = Dataset.from_dict({"anchor": queries[:32], "positive": queries[32:64]})
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "st-run"), max_steps=2, learning_rate=1e-3, per_device_train_batch_size=16,
+        report_to="none", use_cpu=True, router_mapping={"anchor": "query", "positive": "document"},
+        save_strategy="no",
+    )  # fmt: skip
+    loss = MultipleNegativesRankingLoss(model)
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
+    model.save(str(tmp_path / "st-saved"))
+    with pytest.raises(ValueError, match=r"st-saved: the document encoder's weights are not the teacher's"):
+        AsymmetricDualEncoder.from_pretrained(tmp_path / "st-saved", config=str(tmp_path / "student"))
+    loaded = AsymmetricDualEncoder.from_pretrained(
+        tmp_path / "st-saved", config=str(tmp_path / "student"), accept_changed_teacher=True
+    )
+    assert (loaded.encode_documents(queries[:5]) - tiny_student.encode_documents(queries[:5])).abs().max() > 1e-6
