@@ -2,7 +2,7 @@
 # The corpus-adapted e5-small students of docs/results.md ("A student for your own index"), their evaluation on
 # scifact, msmarco-sub5k and the six XQuAD languages, an input ablation, and sentence-transformers' recipe on the
 # queries alone and given the same text. Every run: 50,000 training queries (2,000 held out), the default recipe.
-# XQuAD's corpora stand in for "the user's own index": their queries and qrels are never trained on.
+# XQuAD's and scifact's corpora stand in for "the user's own index": their queries and qrels are never trained on.
 #
 #   HF_HUB_OFFLINE=1 bash research/index_adaptation.sh runs/index   # from the repository root, ../shared beside it
 set -eu
@@ -40,6 +40,7 @@ two hi-f0.4 --train_documents $B/xquad-hi/corpus.jsonl.gz --document_fraction 0.
 two de-spans-f0.2 --train_documents $B/xquad-de/corpus.jsonl.gz --document_fraction 0.2 --document_inputs spans \
   --train_languages en de
 two all6-f0.8 --train_documents $ALL6 --document_fraction 0.8 --train_languages en de es zh hi ar  # one index, six languages
+two scifact-f0.4 --train_documents $B/scifact/corpus.jsonl.gz --document_fraction 0.4 --train_languages en
 peer peer-query-only 5e-3
 peer peer-all6-f0.8 5e-3 --train_documents $ALL6 --document_fraction 0.8
 python -m research.language_table --output "$OUT/table.md" --runs \
