@@ -60,8 +60,7 @@ def teacher_fingerprint(model: AsymmetricDualEncoder) -> dict:
     identity = {"teacher": config.teacher_name_or_path, "revision": config.teacher_revision}
     if config.teacher_revision is None:
         digest = hashlib.sha256()
-        head = {f"head.{name}": tensor for name, tensor in model.document_head.state_dict().items()}  # Dense layers
-        for name, tensor in sorted({**model.document_encoder.state_dict(), **head}.items()):
+        for name, tensor in model.teacher_tensors():
             digest.update(name.encode() + tensor.detach().cpu().contiguous().float().numpy().tobytes())
         identity["weights"] = digest.hexdigest()
     identity.update(head=[{k: m[k] for k in ("type", "config")} for m in config.head], max_length=config.max_length)

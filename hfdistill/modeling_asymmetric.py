@@ -171,13 +171,18 @@ class AsymmetricDualEncoder(PreTrainedModel):
         self.document_head.requires_grad_(False)
         self.document_encoder.eval()
 
+    def teacher_tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """The document encoder's and head's tensors (the head's named `head.*`), sorted by name: what identifies
+        the teacher."""
+        head = {f"head.{name}": tensor for name, tensor in self.document_head.state_dict().items()}
+        return sorted({**self.document_encoder.state_dict(), **head}.items())
+
     def teacher_weights_fingerprint(self) -> str:
         """A fingerprint of the document encoder's and head's weights: each tensor's name, shape and up to 4,096
         evenly spaced values, hashed. A training step changes it (it moves every weight); it reads samples, not
         gigabytes, so loading a large teacher stays fast."""
         digest = hashlib.sha256()
-        head = {f"head.{name}": tensor for name, tensor in self.document_head.state_dict().items()}
-        for name, tensor in sorted({**self.document_encoder.state_dict(), **head}.items()):
+        for name, tensor in self.teacher_tensors():
             values = tensor.detach().flatten()
             sample = values[:: max(1, values.numel() // 4096)].to("cpu", torch.float64)
             digest.update(f"{name}{tuple(tensor.shape)}".encode() + sample.numpy().tobytes())
