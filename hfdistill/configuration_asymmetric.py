@@ -108,7 +108,7 @@ class HeadModule:
     describe: Callable
 
 
-def _pooling_modes(config: dict) -> list[str]:
+def pooling_modes(config: dict) -> list[str]:
     modes = config.get("pooling_mode", "mean")
     return list(modes) if isinstance(modes, (list, tuple)) else [modes]
 
@@ -130,8 +130,8 @@ HEAD_MODULES = {  # one entry per module type: what builds, sizes, checks and de
     "Pooling": HeadModule(
         Pooling,
         build=lambda config: Pooling(**config),
-        output_size=lambda config, size: size * len(_pooling_modes(config)),
-        describe=lambda config: f"{' + '.join(_pooling_modes(config))} pooling",
+        output_size=lambda config, size: size * len(pooling_modes(config)),
+        describe=lambda config: f"{' + '.join(pooling_modes(config))} pooling",
     ),
     "Dense": HeadModule(
         Dense,
@@ -244,9 +244,7 @@ class AsymmetricDualEncoderConfig(PreTrainedConfig):
                     f"head must start with a Pooling module and hold {sorted(HEAD_MODULES)} only, got "
                     f"{[module['type'] for module in head]}."
                 )
-            modes = head[0]["config"].get("pooling_mode", "mean")
-            modes = modes if isinstance(modes, (list, tuple)) else [modes]
-            bad = [mode for mode in modes if mode not in POOLING_MODES]
+            bad = [mode for mode in pooling_modes(head[0]["config"]) if mode not in POOLING_MODES]
             if bad:
                 raise ValueError(f"pooling={bad[0]!r} is not supported; choose one of {POOLING_MODES}.")
         if self.similarity not in SIMILARITIES:

@@ -24,7 +24,7 @@ from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import NotExpressibleError, check_side, declare_without_pooler
 from .run_files import ENCODER_FILE
 
-BACKENDS = ("onnx",)
+BACKENDS = ("onnx", "static")  # static: a 0-layer student as token vectors (static.py)
 QUANTIZATIONS = ("int8",)
 # every exported way to serve a query encoder: its name (in benchmarks, results files and cards) -> its quantization;
 # the benchmark, the exported encoder and the model card read this table
@@ -56,6 +56,12 @@ def check_export(backend: str, quantize: str | None, side: str = "student") -> N
     check_side(side)
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
+    if backend == "static":
+        if quantize is not None:
+            raise ValueError("A static query encoder is a lookup of float vectors: it takes no --quantize.")
+        if side != "student":
+            raise ValueError("A static query encoder is made from the student alone; the teacher has layers.")
+        return
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantize!r} for backend {backend!r}; choose one of {QUANTIZATIONS}.")
     _require_onnxruntime()
@@ -93,26 +99,36 @@ def _onnx_export(graph: nn.Module, inputs: tuple, path: Path) -> None:
             torch.onnx.export(graph, inputs, str(path), dynamo=True, **options)
 
 
-def save_query_encoder(model: AsymmetricDualEncoder, directory: str | Path, side: str = "student") -> None:
+def save_query_encoder(
+    model: AsymmetricDualEncoder, directory: str | Path, side: str = "student", static: bool = False
+) -> None:
     """Write the query encoder of `side` (`student`, or `teacher` for side-by-side baselines) to `directory` as a
     plain sentence-transformers model (see `AsymmetricDualEncoder.query_sentence_transformer`; no remote code, no
-    document encoder) with `ENCODER_FILE`, which names the teacher whose index it queries. A student that
+    document encoder) with `ENCODER_FILE`, which names the teacher whose index it queries. `static=True` writes a
+    0-layer student as static token vectors instead (`static.static_sentence_transformer`). A student that
     sentence-transformers cannot express gets its tokenizer and `ENCODER_FILE` only, with a warning."""
     check_side(side)
     directory = Path(directory)
     model = model.eval().to("cpu")
-    try:
-        model.query_sentence_transformer(side).save(str(directory), create_model_card=False)
-        modules = json.loads((directory / "modules.json").read_text())
-        for module in modules:
-            module["type"] = PORTABLE_MODULE_TYPES.get(module["type"], module["type"])
-        (directory / "modules.json").write_text(json.dumps(modules, indent=2))
-        declare_without_pooler(
-            directory / modules[0]["path"], model.query_encoder if side == "student" else model.document_encoder
-        )
-    except NotExpressibleError as error:
-        logger.warning("%s holds no sentence-transformers model, only the query encoder's files: %s", directory, error)
-        (model.query_tokenizer if side == "student" else model.tokenizer).save_pretrained(directory)
+    if static:
+        from .static import static_sentence_transformer
+
+        static_sentence_transformer(model).save(str(directory), create_model_card=False)
+    else:
+        try:
+            model.query_sentence_transformer(side).save(str(directory), create_model_card=False)
+            modules = json.loads((directory / "modules.json").read_text())
+            for module in modules:
+                module["type"] = PORTABLE_MODULE_TYPES.get(module["type"], module["type"])
+            (directory / "modules.json").write_text(json.dumps(modules, indent=2))
+            declare_without_pooler(
+                directory / modules[0]["path"], model.query_encoder if side == "student" else model.document_encoder
+            )
+        except NotExpressibleError as error:
+            logger.warning(
+                "%s holds no sentence-transformers model, only the query encoder's files: %s", directory, error
+            )
+            (model.query_tokenizer if side == "student" else model.tokenizer).save_pretrained(directory)
     teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
     _write_encoder_file(
         directory,
@@ -125,6 +141,7 @@ def save_query_encoder(model: AsymmetricDualEncoder, directory: str | Path, side
             "document_prompt": model.config.document_prompt,
             "max_length": model.config.max_length,
             "embedding_dim": model.config.embedding_dim,
+            "static": static,
             "file_name": None,
             "quantize": None,
         },
@@ -144,9 +161,17 @@ def export_query_encoder(
 ) -> Path:
     """Write the query encoder of `side` to `directory` as `save_query_encoder` does, with its ONNX graph
     (`onnx/model.onnx`), plus int8 dynamic-quantized weights when `quantize="int8"` (`onnx/model_qint8.onnx`).
-    `OnnxQueryEncoder(directory)` loads the last written (`file_name=` picks the other). Returns that file."""
+    `OnnxQueryEncoder(directory)` loads the last written (`file_name=` picks the other). Returns that file. The
+    `static` backend writes a 0-layer student's token vectors (`save_query_encoder(static=True)`) and returns the
+    folder."""
     check_export(backend, quantize, side)
     directory = Path(directory)
+    if backend == "static":
+        from .static import check_static
+
+        check_static(model, side)  # before anything is written
+        save_query_encoder(model, directory, side, static=True)
+        return directory
     save_query_encoder(model, directory, side)
     tokenizer = model.query_tokenizer if side == "student" else model.tokenizer
     (directory / "onnx").mkdir(parents=True, exist_ok=True)

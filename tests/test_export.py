@@ -61,7 +61,7 @@ def test_a_student_sentence_transformers_cannot_express_still_exports(tmp_path, 
 
 
 def test_export_errors_before_any_work(tmp_path, tiny_teacher, monkeypatch):
-    with pytest.raises(ValueError, match=r"Unknown backend 'tflite'; choose one of \('onnx',\)"):
+    with pytest.raises(ValueError, match=r"Unknown backend 'tflite'; choose one of \('onnx', 'static'\)"):
         check_export("tflite", None)
     with pytest.raises(ValueError, match=r"Unknown quantization 'int4' for backend 'onnx'; choose one of \('int8',\)"):
         check_export("onnx", "int4")

@@ -1,0 +1,74 @@
+import json
+import os
+
+import pytest
+import torch
+
+from hfdistill import from_teacher
+from hfdistill.export import check_export, export_query_encoder
+from hfdistill.query_encoders import load_query_encoder
+from hfdistill.static import TYPICAL_TOKENS, static_sentence_transformer
+from tests.conftest import run_script
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def zero_layer_student(teacher: str):
+    student = from_teacher(teacher, [])
+    with torch.no_grad():
+        for p in student.query_encoder.parameters():
+            p.add_(torch.randn_like(p) * 0.02)  # a student that is not the teacher's copy
+    return student
+
+
+def test_static_vectors_are_the_zero_layer_student_where_positions_do_not_matter(tiny_teacher):
+    """With position embeddings zeroed, a query of the typical length gets the student's direction exactly (the
+    special tokens' share is folded in at that length); other lengths differ, and the static side is the folder
+    sentence-transformers loads."""
+    student = zero_layer_student(tiny_teacher)
+    with torch.no_grad():
+        student.query_encoder.embeddings.position_embeddings.weight.zero_()
+    static = static_sentence_transformer(student)
+    words = [f"w{i}" for i in range(40)]
+    typical = [" ".join(words[i : i + TYPICAL_TOKENS]) for i in range(0, 32, 4)]
+    assert {len(student.query_tokenizer(text, add_special_tokens=False)["input_ids"]) for text in typical} == {
+        TYPICAL_TOKENS
+    }
+    cosine = torch.nn.functional.cosine_similarity
+    exact = cosine(static.encode(typical, convert_to_tensor=True), student.encode_queries(typical))
+    torch.testing.assert_close(exact, torch.ones_like(exact), atol=1e-5, rtol=0)
+    short = ["w1", "w2 w3"]
+    assert cosine(static.encode(short, convert_to_tensor=True), student.encode_queries(short)).max() < 0.9999
+
+
+def test_static_export_loads_in_sentence_transformers_and_the_evaluators(tiny_teacher, queries, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+
+    student = zero_layer_student(tiny_teacher)
+    folder = export_query_encoder(student, tmp_path / "static", backend="static")
+    loaded = SentenceTransformer(str(folder), device="cpu")
+    assert isinstance(loaded[0], StaticEmbedding) and len(loaded) == 2  # the lookup, then the student's Normalize
+    expected = static_sentence_transformer(student).encode(queries, convert_to_tensor=True)
+    torch.testing.assert_close(loaded.encode_query(queries, convert_to_tensor=True), expected)
+    record = json.loads((folder / "query_encoder.json").read_text())
+    assert record["static"] is True and record["layers"] == [] and record["teacher"] == tiny_teacher
+    encoder = load_query_encoder(str(folder))  # what recipes/evaluate.py --query_encoder and the benchmark load
+    torch.testing.assert_close(encoder.encode_queries(queries), expected)
+    agreement = torch.nn.functional.cosine_similarity(expected, student.encode_queries(queries))
+    assert agreement.mean() > 0.5  # an approximation of the student (positions dropped), not a different model
+
+
+def test_static_export_refuses_what_it_cannot_serve_before_writing(tiny_teacher, tiny_student, tmp_path):
+    with pytest.raises(ValueError, match="takes no --quantize"):
+        check_export("static", "int8")
+    with pytest.raises(ValueError, match="made from the student alone"):
+        check_export("static", None, "teacher")
+    with pytest.raises(ValueError, match=r"needs a 0-layer student \(--student_layers \[\]\), this one keeps layers"):
+        export_query_encoder(tiny_student, tmp_path / "two", backend="static")
+    assert not (tmp_path / "two").exists()
+    tiny_student.save_pretrained(tmp_path / "student")
+    result = run_script(["recipes/export.py", "--model", str(tmp_path / "student"), "--backend", "static",
+                         "--output_dir", str(tmp_path / "out")], ENV, check=False)  # fmt: skip
+    assert result.returncode == 1 and "needs a 0-layer student" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
