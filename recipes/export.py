@@ -7,9 +7,9 @@ python recipes/export.py --model out/minilm-0L --backend static --output_dir out
 The folder is the query side as a sentence-transformers model, with `onnx/model.onnx` (and `onnx/model_qint8.onnx`);
 load it with `hfdistill.export.OnnxQueryEncoder(folder).encode_queries(queries)`, or with
 `SentenceTransformer(folder, backend="onnx", model_kwargs={"file_name": "onnx/model_qint8.onnx"})` where
-sentence-transformers' ONNX backend runs; a static folder with `SentenceTransformer(folder)`. Static vectors approximate
-the 0-layer student (see `hfdistill.static`): score the folder with `recipes/evaluate.py --query_encoder`. Documents
-stay the teacher's torch embeddings.
+sentence-transformers' ONNX backend runs; a static folder with `SentenceTransformer(folder)`. Static vectors
+approximate the 0-layer student (see `hfdistill.static`): score the folder with `recipes/evaluate.py
+--query_encoder`. Documents stay the teacher's torch embeddings.
 """
 
 from dataclasses import dataclass, field
