@@ -13,8 +13,10 @@ import torch
 from .configuration_asymmetric import pooling_modes
 from .modeling_asymmetric import AsymmetricDualEncoder
 
-TOKEN_POSITIONS = 16  # a query's tokens sit at positions 1..16: most queries are shorter (MS MARCO's: 8 tokens)
-TYPICAL_TOKENS = 8  # the query length at which each token carries 1/8 of the special tokens' share
+# the positions each token's outputs are averaged over, and the query length at which the special tokens' share is
+# folded in: the pair that followed the student closest on held-out queries (research/static_vectors.py)
+TOKEN_POSITIONS = 8
+TYPICAL_TOKENS = 6
 
 
 def check_static(model: AsymmetricDualEncoder, side: str = "student") -> None:

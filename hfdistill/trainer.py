@@ -106,6 +106,11 @@ class EmbeddingAlignmentTrainer(Trainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs) -> TrainOutput:
         """Trainer's `train`; resumed from a checkpoint that already reached `max_steps` (a run stopped after its last
         checkpoint, before its end), it loads that checkpoint and trains no further step."""
+        if self.model_wrapped is self.model:
+            # `evaluate` before `train` (the recipe scores the untrained student) prepares the model for evaluation,
+            # and accelerate marks it prepared: its training `prepare` would then skip the DDP wrap, and under several
+            # processes each would train its own copy on its own batches, never averaging a gradient.
+            vars(self.model).pop("_is_accelerate_prepared", None)
         path = get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
         if path and self.args.max_steps > 0 and Path(path, TRAINER_STATE_NAME).is_file():
             state = TrainerState.load_from_json(str(Path(path, TRAINER_STATE_NAME)))

@@ -374,3 +374,23 @@ def test_a_run_folder_holds_one_run_overwrite_starts_over_and_a_changed_resume_i
     line = run_recipe_in_process("distill", [*args[1:], "--overwrite_output_dir", "true"], monkeypatch)
     assert re.search(rf"'.*run' is in use by another run \(pid {os.getpid()} on ", line), line
     assert (out / "checkpoint-4").is_dir() and len(list(tmp_path.glob("run.replaced-*"))) == 1  # nothing moved
+
+
+def test_two_processes_train_the_student_one_process_would(tiny_teacher, queries, tmp_path):
+    """Two processes of batch 8 take the same steps as one of batch 16: the same queries per step, their gradients
+    averaged. The recipe scores the untrained student before training; accelerate then took the model for prepared
+    and skipped the DDP wrap, so each process trained a copy of its own (`EmbeddingAlignmentTrainer.train`)."""
+    launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    common = ["--max_steps", "4", "--save_strategy", "no", "--use_cpu", "true", "--learning_rate", "1e-2"]
+    one_process = tiny_distill_args(tiny_teacher, queries, tmp_path, 16) + common
+    run_script(one_process + ["--output_dir", str(tmp_path / "one")], ENV)
+    two_processes = launcher + tiny_distill_args(tiny_teacher, queries, tmp_path, 8) + common
+    run_script(two_processes + ["--output_dir", str(tmp_path / "two")], ENV)
+    one, two = (AsymmetricDualEncoder.from_pretrained(tmp_path / name) for name in ("one", "two"))
+    untrained = from_teacher(tiny_teacher, [0, 3])
+    assert json.loads((tmp_path / "two" / "distillation.json").read_text())["batch_size"] == 16
+    for key, value in one.query_encoder.state_dict().items():
+        torch.testing.assert_close(two.query_encoder.state_dict()[key], value, atol=1e-5, rtol=1e-4, msg=key)
+    weight = "encoder.layer.0.output.dense.weight"
+    assert not torch.equal(one.query_encoder.state_dict()[weight], untrained.query_encoder.state_dict()[weight])

@@ -8,7 +8,7 @@ from hfdistill import from_teacher
 from hfdistill.export import check_export, export_query_encoder
 from hfdistill.query_encoders import load_query_encoder
 from hfdistill.static import TYPICAL_TOKENS, static_sentence_transformer
-from tests.conftest import run_script
+from tests.conftest import TEACHERS, run_script
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -41,18 +41,26 @@ def test_static_vectors_are_the_zero_layer_student_where_positions_do_not_matter
     assert cosine(static.encode(short, convert_to_tensor=True), student.encode_queries(short)).max() < 0.9999
 
 
-def test_static_export_loads_in_sentence_transformers_and_the_evaluators(tiny_teacher, queries, tmp_path):
+def test_static_export_loads_in_sentence_transformers_and_the_evaluators(family_teacher, queries, tmp_path):
+    """Every family with mean pooling exports (its prompt, Dense and Normalize kept); other poolings are refused."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
-    student = zero_layer_student(tiny_teacher)
+    name, teacher = family_teacher
+    student = zero_layer_student(teacher)
+    if TEACHERS[name][1] != "mean":
+        with pytest.raises(ValueError, match="needs a student with mean pooling"):
+            export_query_encoder(student, tmp_path / "static", backend="static")
+        assert not (tmp_path / "static").exists()
+        return
     folder = export_query_encoder(student, tmp_path / "static", backend="static")
     loaded = SentenceTransformer(str(folder), device="cpu")
-    assert isinstance(loaded[0], StaticEmbedding) and len(loaded) == 2  # the lookup, then the student's Normalize
+    assert isinstance(loaded[0], StaticEmbedding) and len(loaded) == len(student.query_head)  # pooling -> lookup
     expected = static_sentence_transformer(student).encode(queries, convert_to_tensor=True)
     torch.testing.assert_close(loaded.encode_query(queries, convert_to_tensor=True), expected)
     record = json.loads((folder / "query_encoder.json").read_text())
-    assert record["static"] is True and record["layers"] == [] and record["teacher"] == tiny_teacher
+    assert record["static"] is True and record["layers"] == [] and record["teacher"] == teacher
+    assert record["prompt"] == student.config.student_prompt == (loaded.prompts.get("query") or "")
     encoder = load_query_encoder(str(folder))  # what recipes/evaluate.py --query_encoder and the benchmark load
     torch.testing.assert_close(encoder.encode_queries(queries), expected)
     agreement = torch.nn.functional.cosine_similarity(expected, student.encode_queries(queries))
