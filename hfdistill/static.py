@@ -14,9 +14,10 @@ from .configuration_asymmetric import pooling_modes
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 # the positions each token's outputs are averaged over, and the query length at which the special tokens' share is
-# folded in: the pair that followed the student closest on held-out queries (research/static_vectors.py)
-TOKEN_POSITIONS = 8
-TYPICAL_TOKENS = 6
+# folded in (half of web queries have 8 tokens or fewer); another pair, closer to the student, kept less of the
+# teacher's retrieval quality (docs/results.md)
+TOKEN_POSITIONS = 16
+TYPICAL_TOKENS = 8
 
 
 def check_static(model: AsymmetricDualEncoder, side: str = "student") -> None:
