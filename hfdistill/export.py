@@ -115,20 +115,7 @@ def save_query_encoder(
 
         static_sentence_transformer(model).save(str(directory), create_model_card=False)
     else:
-        try:
-            model.query_sentence_transformer(side).save(str(directory), create_model_card=False)
-            modules = json.loads((directory / "modules.json").read_text())
-            for module in modules:
-                module["type"] = PORTABLE_MODULE_TYPES.get(module["type"], module["type"])
-            (directory / "modules.json").write_text(json.dumps(modules, indent=2))
-            declare_without_pooler(
-                directory / modules[0]["path"], model.query_encoder if side == "student" else model.document_encoder
-            )
-        except NotExpressibleError as error:
-            logger.warning(
-                "%s holds no sentence-transformers model, only the query encoder's files: %s", directory, error
-            )
-            (model.query_tokenizer if side == "student" else model.tokenizer).save_pretrained(directory)
+        _save_query_view(model, directory, side)
     teacher_layers = list(range(model.config.teacher_config.num_hidden_layers))
     _write_encoder_file(
         directory,
@@ -146,6 +133,23 @@ def save_query_encoder(
             "quantize": None,
         },
     )
+
+
+def _save_query_view(model: AsymmetricDualEncoder, directory: Path, side: str) -> None:
+    """`AsymmetricDualEncoder.query_sentence_transformer`'s folder, loadable by sentence-transformers 5.x and 6.x; a
+    student sentence-transformers cannot express gets its tokenizer only, with a warning."""
+    try:
+        model.query_sentence_transformer(side).save(str(directory), create_model_card=False)
+        modules = json.loads((directory / "modules.json").read_text())
+        for module in modules:
+            module["type"] = PORTABLE_MODULE_TYPES.get(module["type"], module["type"])
+        (directory / "modules.json").write_text(json.dumps(modules, indent=2))
+        declare_without_pooler(
+            directory / modules[0]["path"], model.query_encoder if side == "student" else model.document_encoder
+        )
+    except NotExpressibleError as error:
+        logger.warning("%s holds no sentence-transformers model, only the query encoder's files: %s", directory, error)
+        (model.query_tokenizer if side == "student" else model.tokenizer).save_pretrained(directory)
 
 
 def _write_encoder_file(directory: Path, record: dict) -> None:
@@ -167,10 +171,7 @@ def export_query_encoder(
     check_export(backend, quantize, side)
     directory = Path(directory)
     if backend == "static":
-        from .static import check_static
-
-        check_static(model, side)  # before anything is written
-        save_query_encoder(model, directory, side, static=True)
+        save_query_encoder(model, directory, side, static=True)  # a student it cannot serve is refused unwritten
         return directory
     save_query_encoder(model, directory, side)
     tokenizer = model.query_tokenizer if side == "student" else model.tokenizer

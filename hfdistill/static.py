@@ -20,10 +20,9 @@ TOKEN_POSITIONS = 16
 TYPICAL_TOKENS = 8
 
 
-def check_static(model: AsymmetricDualEncoder, side: str = "student") -> None:
-    """One clear error unless `model`'s student can be served as static token vectors: no layers, mean pooling."""
-    if side != "student":
-        raise ValueError("A static query encoder is made from the student alone; the teacher has layers.")
+def check_static(model: AsymmetricDualEncoder) -> None:
+    """One clear error unless `model`'s student can be served as static token vectors: no layers, mean pooling (the
+    side is `export.check_export`'s to check)."""
     if model.config.student_layers:
         raise ValueError(
             f"A static query encoder needs a 0-layer student (--student_layers []), this one keeps layers "
@@ -64,15 +63,18 @@ def static_token_vectors(
     return torch.cat(vectors).float()
 
 
-def static_sentence_transformer(model: AsymmetricDualEncoder):
-    """The student's query side as a `SentenceTransformer`: `StaticEmbedding` of `static_token_vectors`, then the
-    student's head after its pooling (a `Dense` map, normalization), with its query prompt."""
+def static_sentence_transformer(
+    model: AsymmetricDualEncoder, positions: int = TOKEN_POSITIONS, typical_tokens: int | None = TYPICAL_TOKENS
+):
+    """The student's query side as a `SentenceTransformer`: `StaticEmbedding` of `static_token_vectors` (made with
+    `positions` and `typical_tokens`), then the student's head after its pooling (a `Dense` map, normalization), with
+    its query prompt."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
-    check_static(model)
     model = model.to("cpu")
-    static = StaticEmbedding(model.query_tokenizer, embedding_weights=static_token_vectors(model))
+    vectors = static_token_vectors(model, positions, typical_tokens)  # checks the student first
+    static = StaticEmbedding(model.query_tokenizer, embedding_weights=vectors)
     prompt = model.config.student_prompt
     return SentenceTransformer(
         modules=[static, *list(model.query_head)[1:]],  # the student's own Dense and Normalize, after its pooling

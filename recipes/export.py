@@ -38,7 +38,7 @@ def main(args: ExportArguments) -> None:
         check_spares_a_model(args.output_dir)  # the student's own folder, or any other model's
         model = load_student(args.model)
         if args.backend == "static":
-            check_static(model, args.side)
+            check_static(model)  # here, where a refusal is one line
     path = export_query_encoder(model, args.output_dir, args.backend, args.quantize, args.side)
     print(f"Exported the {args.side} query encoder of {args.model} to {path}")
     print(

@@ -17,7 +17,7 @@ import torch
 from hfdistill import load_student
 from hfdistill.cli import parse_args
 from hfdistill.data import load_queries, split_queries
-from hfdistill.static import static_token_vectors
+from hfdistill.static import static_sentence_transformer
 
 
 @dataclass
@@ -32,8 +32,6 @@ class StaticVectorArguments:
 
 
 def main(args: StaticVectorArguments) -> list[dict]:
-    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
-
     model = load_student(args.model).eval()
     held_out = split_queries(load_queries(args.queries), args.num_eval_queries, seed=args.seed)[1]
     prompt = model.config.student_prompt
@@ -47,13 +45,9 @@ def main(args: StaticVectorArguments) -> list[dict]:
     rows = []
     for positions in args.positions:
         for typical in args.typical_tokens:
-            static = StaticEmbedding(model.query_tokenizer, static_token_vectors(model, positions, typical or None))
-            with torch.no_grad():
-                features = static.preprocess([prompt + q for q in held_out])
-                pooled = static(features)["sentence_embedding"]
-                for module in list(model.query_head)[1:]:  # the student's Dense and Normalize
-                    pooled = module({"sentence_embedding": pooled})["sentence_embedding"]
-            cosine = torch.nn.functional.cosine_similarity(pooled, student).sort().values
+            static = static_sentence_transformer(model, positions, typical or None)
+            embeddings = static.encode_query(held_out, convert_to_tensor=True)
+            cosine = torch.nn.functional.cosine_similarity(embeddings, student).sort().values
             row = {"positions": positions, "typical_tokens": typical, "mean_cosine": round(float(cosine.mean()), 4),
                    "p10_cosine": round(float(cosine[len(cosine) // 10]), 4)}  # fmt: skip
             print(row)
