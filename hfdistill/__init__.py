@@ -2,6 +2,7 @@
 
 from transformers import AutoConfig, AutoModel
 
+from .cascade import CascadeQueryEncoder
 from .configuration_asymmetric import AsymmetricDualEncoderConfig, select_layers
 from .data import alignment_datasets, load_queries, split_queries
 from .documents import document_inputs, load_documents
@@ -21,6 +22,7 @@ AsymmetricDualEncoder.register_for_auto_class("AutoModel")
 __all__ = [
     "AsymmetricDualEncoder",
     "AsymmetricDualEncoderConfig",
+    "CascadeQueryEncoder",
     "EmbeddingAlignmentConfig",
     "EmbeddingAlignmentTrainer",
     "alignment_datasets",
