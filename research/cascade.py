@@ -204,6 +204,13 @@ def report(out: Path, table_rates: list[float]) -> None:
     axes[1].legend(fontsize=8, title="dotted: oracle routing", title_fontsize=8)
     figure.tight_layout()
     figure.savefig(out / "cascade.png", dpi=120)
+    signals = [name for name in next(iter(curves["tasks"].values()))["scifact"]["curves"] if name != "oracle"]
+    i = rates.index(0.1)
+    lines += ["", "At 10% routed, per signal (dev / XQuAD):", "", "| student | " + " | ".join(signals) + " |",
+              "|---|" + "---:|" * len(signals)]  # fmt: skip
+    for name, tasks in curves["tasks"].items():
+        cells = [group_retention(tasks, signal) for signal in signals]
+        lines.append(f"| {name} | " + " | ".join(f"{c['dev'][i]:.1%} / {c['xquad'][i]:.1%}" for c in cells) + " |")
     checks = [f"- {c['student']}: {c['task']} at {c['rate']:.0%} routed, through mteb: retention {c['retention']:.1%}"
               for c in curves["checks"]]  # fmt: skip
     timed = []
