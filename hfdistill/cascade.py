@@ -55,6 +55,8 @@ class CascadeQueryEncoder:
                 f"document_embeddings must be (n_documents >= 2, {dim}), the teacher's index; got "
                 f"{tuple(document_embeddings.shape)}."
             )
+        if query_encoder is not None and (given := query_encoder.config["embedding_dim"]) != dim:
+            raise ValueError(f"The query encoder gives {given}-d embeddings and the teacher's index is {dim}-d.")
         self.model, self.threshold = model, threshold
         self.cosine = model.config.similarity == "cosine"
         documents = document_embeddings.float()

@@ -37,6 +37,8 @@ def test_routing_none_or_all_and_another_student_query_encoder(tiny_student, que
     served = queries[:20]
 
     class Doubled:  # any query encoder of the student: an ONNX or static export in practice
+        config = {"embedding_dim": tiny_student.config.embedding_dim}
+
         def encode_queries(self, texts, batch_size=32, show_progress_bar=False):
             return tiny_student.encode_queries(texts, batch_size) * 2
 
@@ -56,6 +58,9 @@ def test_bad_settings_are_refused_before_encoding(tiny_student, queries):
         CascadeQueryEncoder(tiny_student, documents[:, :3])
     with pytest.raises(ValueError, match=rf"got \(1, {dim}\)"):
         CascadeQueryEncoder(tiny_student, documents[:1])
+    other = type("Other", (), {"config": {"embedding_dim": dim + 1}})()
+    with pytest.raises(ValueError, match=rf"gives {dim + 1}-d embeddings and the teacher's index is {dim}-d"):
+        CascadeQueryEncoder(tiny_student, documents, query_encoder=other)
     cascade = CascadeQueryEncoder(tiny_student, documents)
     with pytest.raises(ValueError, match="has no threshold: call calibrate"):
         cascade.encode_queries(queries[:3])
