@@ -46,6 +46,7 @@ run 4L-all6-f0.8 recipes/configs/e5-small-4L.yaml --num_train_epochs 1.59 --trai
 two scifact-f0.4 --train_documents $B/scifact/corpus.jsonl.gz --document_fraction 0.4 --train_languages en
 peer peer-query-only 5e-3
 peer peer-all6-f0.8 5e-3 --train_documents $ALL6 --document_fraction 0.8
+peer peer-all6-f0.8-lr2e-3 2e-3 --train_documents $ALL6 --document_fraction 0.8
 python -m research.language_table --output "$OUT/table.md" --runs \
   $(for name in query-only de-f0.2 hi-f0.2 hi-f0.4 ar-f0.2 ar-f0.6 de-spans-f0.2 all6-f0.8 4L-all6-f0.8 peer-query-only \
-      peer-all6-f0.8; do printf "%s=%s " "$name" "$OUT/$name"; done)
+      peer-all6-f0.8 peer-all6-f0.8-lr2e-3; do printf "%s=%s " "$name" "$OUT/$name"; done)
