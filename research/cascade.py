@@ -1,6 +1,7 @@
 """Retention against mean cost per query of a cascade (`hfdistill.cascade`): the student answers, the queries it is
 least sure of go to the teacher. For each student, task and routing rate: the cascade's nDCG@10 / the teacher's, with
-the queries routed by each confidence signal (`margin`, `top_score`, the query's token count), by chance (mean of 20
+the queries routed by each confidence signal (`margin`, `top_score`, the query's token count, the share of its tokens
+the training never touched, both combined, and the student-teacher cosine a server cannot know), by chance (mean of 20
 draws) and by an oracle that knows each query's loss (an upper bound no signal reaches). The threshold is set per task
 from its own queries, as a user sets it from their own traffic: no labels are read. Speed: every student and the
 cascades of the first student at `--check_rates` (calibrated on other MS MARCO dev queries than those timed, against
@@ -9,8 +10,9 @@ speed-up(r) = 1 / (1 / student speed-up + r), which the timed cascades check. On
 through mteb (`evaluate_student`), which checks the per-query arithmetic.
 
     HF_HUB_OFFLINE=1 python -m research.cascade --students 0L=runs/e5-0L-50k 2L=runs/e5-2L-q50k \
-        --static 0L=runs/e5-0L-50k-static --data_dir ../shared/data/beir \
-        --speed_queries ../shared/data/msmarco/queries.dev.small.tsv.gz --output_dir research/results/cascade
+        2L-all6=runs/index/all6-f0.8 --static 0L=runs/e5-0L-50k-static --data_dir ../shared/data/beir \
+        --check_rates 0.05 0.1 0.2 --speed_queries ../shared/data/msmarco/queries.dev.small.tsv.gz \
+        --parts curves speed report --output_dir research/results/cascade
 """
 
 import json
