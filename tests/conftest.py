@@ -241,6 +241,43 @@ def run_script(args: list[str], env: dict | None = None, check: bool = True) -> 
     return result
 
 
+def run_in_process(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    """`run_script(args)` without a new interpreter: the script (`path.py ...` or `-m module ...`) runs in this process
+    from the repository root, and its exit status and what it printed come back the same way (an uncaught exception:
+    status 1 and its traceback). It saves the start-up and imports, seconds a call; scripts that change the process
+    (its threads, its environment) keep `run_script`."""
+    import runpy
+    import traceback
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    target, *argv = args[1:] if args[0] == "-m" else args
+    stdout, stderr, saved, status = StringIO(), StringIO(), (sys.argv, os.getcwd()), 0
+    sys.argv = [target, *argv]
+    os.chdir(ROOT)
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            try:
+                if args[0] == "-m":
+                    runpy.run_module(target, run_name="__main__", alter_sys=True)
+                else:
+                    runpy.run_path(target, run_name="__main__")
+            except SystemExit as exited:  # as the interpreter ends: a message goes to stderr with status 1
+                status = exited.code if isinstance(exited.code, int) else int(exited.code is not None)
+                if isinstance(exited.code, str):
+                    print(exited.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                status = 1
+    finally:
+        sys.argv = saved[0]
+        os.chdir(saved[1])
+    result = subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())
+    if check:
+        assert status == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
 def run_recipe_in_process(recipe: str, args: list[str], monkeypatch) -> str:
     """`python recipes/<recipe>.py <args>` run in this process (no interpreter start-up); the message it exits with."""
     import runpy

@@ -19,6 +19,7 @@ from tests.conftest import (
     QWEN3_PROMPTS,
     ROOT,
     SHARED,
+    run_in_process,
     run_recipe_in_process,
     run_script,
     tiny_distill_args,
@@ -110,8 +111,8 @@ def test_joined_queries_are_added_examples_not_counted_as_queries(tiny_teacher, 
     out = tmp_path / "joined"
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=30)  # 300 queries - 40 held out = 260
     added = ["--joined_query_fraction", "0.5", "--joined_query_max", "3"]
-    run_script(distill + added + ["--num_train_epochs", "1", "--output_dir", str(out),
-                                  "--save_strategy", "no", "--eval_strategy", "no"], ENV)  # fmt: skip
+    run_in_process(distill + added + ["--num_train_epochs", "1", "--output_dir", str(out),
+                                      "--save_strategy", "no", "--eval_strategy", "no"])  # fmt: skip
     record = json.loads((out / "distillation.json").read_text())
     assert (record["num_train_queries"], record["joined_query_fraction"], record["joined_query_max"]) == (260, 0.5, 3)
     assert record["global_steps"] == 13  # (260 + 130 joined) / 30
@@ -137,9 +138,9 @@ def test_documents_are_added_examples_embedded_alone_after_a_query_only_run(tiny
         "--joined_query_fraction",
         "0.5",
     ]
-    run_script(distill + ["--output_dir", str(tmp_path / "queries")], ENV)
+    run_in_process(distill + ["--output_dir", str(tmp_path / "queries")])
     added = ["--train_documents", str(corpus), "--document_fraction", "0.25", "--train_languages", "en"]
-    adapted = run_script(distill + added + ["--output_dir", str(tmp_path / "index")], ENV)
+    adapted = run_in_process(distill + added + ["--output_dir", str(tmp_path / "index")])
     record = json.loads((tmp_path / "index" / "distillation.json").read_text())
     assert (record["num_train_queries"], record["num_documents"], record["num_document_texts"]) == (260, 60, 65)
     assert record["global_steps"] == 16  # (260 queries + 130 joined + 65 document texts = 455) / 30, rounded up
@@ -154,9 +155,9 @@ def test_prompt_free_decoder_student_from_the_recipe(queries, tmp_path):
     """A Qwen3-style teacher with an instruction prompt: targets with the prompt, a student on raw queries."""
     teacher = write_st_teacher(tmp_path / "qwen3", "qwen3", "lasttoken", prompts=QWEN3_PROMPTS)
     out = tmp_path / "prompt-free"
-    run_script(tiny_distill_args(teacher, queries, tmp_path, batch_size=16)
-               + ["--student_query_prompt", "", "--max_steps", "4", "--learning_rate", "5e-3",
-                  "--output_dir", str(out), "--save_strategy", "no", "--use_cpu", "true"], ENV)  # fmt: skip
+    run_in_process(tiny_distill_args(teacher, queries, tmp_path, batch_size=16)
+                   + ["--student_query_prompt", "", "--max_steps", "4", "--learning_rate", "5e-3",
+                      "--output_dir", str(out), "--save_strategy", "no", "--use_cpu", "true"])  # fmt: skip
     untrained = json.loads((out / "untrained_results.json").read_text())
     trained = json.loads((out / "alignment_results.json").read_text())
     assert trained["eval_loss"] < untrained["untrained_loss"]
@@ -169,9 +170,9 @@ def test_prompt_free_decoder_student_from_the_recipe(queries, tmp_path):
 
 def test_a_prompt_the_teacher_lacks_fails_before_the_queries_load(tmp_path):
     teacher = write_st_teacher(tmp_path / "e5", "bert", prompts={"query": "query: "})
-    result = run_script(["recipes/distill.py", "--teacher", teacher, "--query_prompt_name", "search_query",
-                         "--train_queries", str(tmp_path / "missing.tsv"), "--output_dir", str(tmp_path / "out"),
-                         "--report_to", "none"], ENV, check=False)  # fmt: skip
+    result = run_in_process(["recipes/distill.py", "--teacher", teacher, "--query_prompt_name", "search_query",
+                             "--train_queries", str(tmp_path / "missing.tsv"), "--output_dir", str(tmp_path / "out"),
+                             "--report_to", "none"], check=False)  # fmt: skip
     assert result.returncode != 0
     assert "The teacher has no prompt named 'search_query'; its prompts are ['document', 'query']" in result.stderr
     assert "missing.tsv" not in result.stderr and not (tmp_path / "out").exists()
@@ -307,9 +308,9 @@ def test_killed_runs_resume_to_the_same_step_and_no_file_holds_the_token(tiny_te
 
 def test_bf16_mixed_precision_trains_and_embeds_on_cpu(tiny_teacher, queries, tmp_path):
     out = tmp_path / "bf16"
-    run_script(tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
-               + ["--max_steps", "4", "--learning_rate", "5e-3", "--output_dir", str(out), "--save_strategy", "no",
-                  "--bf16", "true", "--use_cpu", "true"], ENV)  # fmt: skip
+    run_in_process(tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)
+                   + ["--max_steps", "4", "--learning_rate", "5e-3", "--output_dir", str(out), "--save_strategy", "no",
+                      "--bf16", "true", "--use_cpu", "true"])  # fmt: skip
     trained = json.loads((out / "alignment_results.json").read_text())
     assert math.isfinite(trained["eval_loss"]) and 0.5 < trained["eval_mean_cosine"] <= 1.0
     assert json.loads((out / "distillation.json").read_text())["global_steps"] == 4
@@ -326,10 +327,10 @@ def test_a_zero_layer_student_trains_saves_and_loads_in_both_ecosystems(tiny_tea
     out = tmp_path / "zero"
     config = tmp_path / "zero.yaml"
     config.write_text("student_layers: []\n")  # a config's [] is a 0-layer student, as in Python
-    run_script([tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16, layers=())[0], str(config),
-                *tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16, layers=())[1:],
-                "--max_steps", "6", "--learning_rate", "1e-2", "--output_dir", str(out), "--save_strategy", "no",
-                "--use_cpu", "true"], ENV)  # fmt: skip
+    run_in_process([tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16, layers=())[0], str(config),
+                    *tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16, layers=())[1:],
+                    "--max_steps", "6", "--learning_rate", "1e-2", "--output_dir", str(out), "--save_strategy", "no",
+                    "--use_cpu", "true"])  # fmt: skip
     assert json.loads((out / "distillation.json").read_text())["global_steps"] == 6
     model = AsymmetricDualEncoder.from_pretrained(out)
     assert model.config.student_layers == [] and len(model.query_encoder.encoder.layer) == 0
@@ -360,9 +361,9 @@ def test_a_run_folder_holds_one_run_overwrite_starts_over_and_a_changed_resume_i
     out = tmp_path / "run"
     args = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16) + [
         "--max_steps", "4", "--save_steps", "2", "--eval_strategy", "no", "--output_dir", str(out)]  # fmt: skip
-    run_script(args, ENV)
+    run_in_process(args)
     first = json.loads((out / "distillation.json").read_text())
-    run_script(args + ["--overwrite_output_dir", "true", "--learning_rate", "5e-3"], ENV)
+    run_in_process(args + ["--overwrite_output_dir", "true", "--learning_rate", "5e-3"])
     (aside,) = tmp_path.glob("run.replaced-*")  # the first run, whole, beside the new one
     assert json.loads((aside / "distillation.json").read_text()) == first
     assert json.loads((out / "distillation.json").read_text())["learning_rate"] == 5e-3

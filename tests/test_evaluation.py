@@ -9,7 +9,7 @@ import torch
 from hfdistill import from_teacher, load_student
 from hfdistill.evaluation import AsymmetricEncoder, evaluate_student, teacher_scores
 from hfdistill.retrieval_tasks import LocalBeirRetrieval, read_beir_folder, resolve_task
-from tests.conftest import E5_PROMPTS, WORDS, run_script, write_st_teacher
+from tests.conftest import E5_PROMPTS, WORDS, run_in_process, write_st_teacher
 
 
 def write_beir(folder: Path, num_docs: int = 60, num_queries: int = 12, seed: int = 0) -> Path:
@@ -193,7 +193,7 @@ def test_evaluate_recipe_several_students(tiny_student, beir, tmp_path):
     for name in ("s1", "s2"):
         tiny_student.save_pretrained(tmp_path / name)
     out = tmp_path / "eval"
-    result = run_script(
+    result = run_in_process(
         [
             "recipes/evaluate.py",
             "--model",
@@ -268,7 +268,7 @@ def test_evaluate_recipe_scores_an_exported_query_encoder(tiny_student, beir, tm
     }
     for name, results_file in results.items():
         exported = ["--query_encoder", str(tmp_path / name)] if name != "torch" else []
-        run_script(["recipes/evaluate.py", *common, *exported, "--output_dir", str(tmp_path / f"eval-{name}")])
+        run_in_process(["recipes/evaluate.py", *common, *exported, "--output_dir", str(tmp_path / f"eval-{name}")])
         reports[name] = json.loads((tmp_path / f"eval-{name}" / results_file).read_text())
     scores = {name: report["tasks"]["tinybeir"]["student"]["ndcg_at_10"] for name, report in reports.items()}
     assert scores["onnx"] == pytest.approx(scores["torch"], abs=1e-6)  # fp32 ONNX ranks as torch does
@@ -280,7 +280,7 @@ def test_evaluate_recipe_scores_an_exported_query_encoder(tiny_student, beir, tm
     teacher = {name: report["tasks"]["tinybeir"]["teacher"]["ndcg_at_10"] for name, report in reports.items()}
     assert len(set(teacher.values())) == 1  # documents stay the teacher's torch embeddings
     (tmp_path / "empty").mkdir()
-    result = run_script(["recipes/evaluate.py", *common, "--query_encoder", str(tmp_path / "empty"),
+    result = run_in_process(["recipes/evaluate.py", *common, "--query_encoder", str(tmp_path / "empty"),
                          "--output_dir", str(tmp_path / "bad")], check=False)  # fmt: skip
     assert result.returncode == 1 and "is neither an exported query encoder" in result.stderr
 

@@ -7,7 +7,7 @@ import torch
 
 from hfdistill import from_teacher
 from hfdistill.export import OnnxQueryEncoder, check_export, export_query_encoder
-from tests.conftest import TEACHERS, run_script, write_st_teacher
+from tests.conftest import TEACHERS, run_in_process, run_script, write_st_teacher
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -69,8 +69,8 @@ def test_export_errors_before_any_work(tmp_path, tiny_teacher, monkeypatch):
         check_export("onnx", None, "document")
     with pytest.raises(ValueError, match="is not an exported query encoder"):
         OnnxQueryEncoder(tmp_path)
-    result = run_script(["recipes/export.py", "--model", tiny_teacher, "--output_dir", str(tmp_path / "out")],
-                        ENV, check=False)  # fmt: skip
+    result = run_in_process(["recipes/export.py", "--model", tiny_teacher, "--output_dir", str(tmp_path / "out")],
+                            check=False)  # fmt: skip
     assert result.returncode == 1 and "is not an hfdistill student (model_type='bert')" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
     real_import = builtins.__import__

@@ -12,7 +12,7 @@ from hfdistill.layer_selection import (
     train_shortlist,
 )
 from hfdistill.training_args import EmbeddingAlignmentConfig
-from tests.conftest import run_script, tiny_distill_args
+from tests.conftest import run_in_process, tiny_distill_args
 
 
 def test_candidates():
@@ -116,7 +116,7 @@ def test_recipe_with_auto_layers(tiny_teacher, queries, tmp_path, option, trials
     out = tmp_path / "auto"
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16, layers=())
     auto = [*option, "--num_student_layers", "2", "--max_steps", "2", "--output_dir", str(out)]
-    run_script(distill + auto + ["--save_strategy", "no"])
+    run_in_process(distill + auto + ["--save_strategy", "no"])
     record = json.loads((out / "distillation.json").read_text())
     selection = record["layer_selection"]
     assert selection["selected"] == (selection["trials"] if trials else selection["ranking"])[0]["layers"]
@@ -131,23 +131,23 @@ def test_select_layers_recipe_ranks_all_candidates(tiny_teacher, queries, tmp_pa
     command = ["recipes/select_layers.py", "--teacher", tiny_teacher, "--train_queries", query_file,
                "--num_eval_queries", "40", "--num_student_layers", "2", "--selection_training_steps", "0",
                "--embedding_cache_dir", str(tmp_path / "cache")]  # fmt: skip
-    result = run_script(command + ["--output_file", str(out)])
+    result = run_in_process(command + ["--output_file", str(out)])
     ranking = json.loads(out.read_text())
     assert [c["layers"] for c in ranking["ranking"]] and len(ranking["ranking"]) == 6  # C(4, 2) candidates
     scores = [c["cosine"] for c in ranking["ranking"]]
     assert scores == sorted(scores, reverse=True) and ranking["selected"] == ranking["ranking"][0]["layers"]
     assert ranking["num_queries"] == 40 and f"selected {ranking['selected']} by cosine: 6" in result.stdout
     given = ["--candidates", "3", "0,3", "--output_file", str(out)]
-    result = run_script(command + given)
+    result = run_in_process(command + given)
     ranking = json.loads(out.read_text())
     assert sorted(c["layers"] for c in ranking["ranking"]) == [[0, 3], [3]]
     assert ranking["ranking"][0]["cosine"] >= ranking["ranking"][1]["cosine"]
     assert "by cosine: 2 candidates" in result.stdout
-    failed = run_script(command + ["--candidates", "0,top"], check=False)
+    failed = run_in_process(command + ["--candidates", "0,top"], check=False)
     assert failed.returncode != 0 and "candidates must be comma-separated layer indices" in failed.stderr
     short = ["--selection_training_steps", "3", "--selection_shortlist", "2", "--per_device_train_batch_size", "8",
              "--learning_rate", "5e-3", "--warmup_steps", "0", "--output_file", str(out)]  # fmt: skip
-    result = run_script(command + short)
+    result = run_in_process(command + short)
     ranking = json.loads(out.read_text())
     trials = ranking["trials"]
     assert [t["layers"] for t in sorted(trials, key=lambda t: t["layers"])] == sorted(

@@ -1,5 +1,4 @@
 import json
-import os
 
 import pytest
 import torch
@@ -8,9 +7,7 @@ from hfdistill import from_teacher
 from hfdistill.export import check_export, export_query_encoder
 from hfdistill.query_encoders import load_query_encoder
 from hfdistill.static import TYPICAL_TOKENS, static_sentence_transformer
-from tests.conftest import TEACHERS, run_script
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+from tests.conftest import TEACHERS, run_in_process
 
 
 def zero_layer_student(teacher: str):
@@ -76,7 +73,7 @@ def test_static_export_refuses_what_it_cannot_serve_before_writing(tiny_teacher,
         export_query_encoder(tiny_student, tmp_path / "two", backend="static")
     assert not (tmp_path / "two").exists()
     tiny_student.save_pretrained(tmp_path / "student")
-    result = run_script(["recipes/export.py", "--model", str(tmp_path / "student"), "--backend", "static",
-                         "--output_dir", str(tmp_path / "out")], ENV, check=False)  # fmt: skip
+    result = run_in_process(["recipes/export.py", "--model", str(tmp_path / "student"), "--backend", "static",
+                             "--output_dir", str(tmp_path / "out")], check=False)  # fmt: skip
     assert result.returncode == 1 and "needs a 0-layer student" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -5,7 +5,7 @@ import torch
 
 from hfdistill import from_teacher
 from research.alignment import alignment_by_length, join_consecutive, query_cosines
-from tests.conftest import run_script
+from tests.conftest import run_in_process
 
 
 def test_full_depth_student_is_aligned_everywhere(tiny_teacher, queries, tmp_path):
@@ -46,12 +46,12 @@ def test_recipe_reports_a_query_file(tiny_student, queries, tmp_path):
     args = ["-m", "research.alignment_report", "--model", str(tmp_path / "student"), "--queries", str(query_file),
             "--embedding_cache_dir", str(tmp_path / "cache"), "--output_file", str(output),
             "--train_queries", str(query_file), "--num_eval_queries", "10"]  # fmt: skip
-    printed = run_script(args).stdout
+    printed = run_in_process(args).stdout
     report = json.loads(output.read_text())
     assert report["queries"] == len(queries) and f"mean cosine {report['mean_cosine']:.4f}" in printed
     assert sum(row["queries"] for row in report["by_rarity"]) == len(queries) and "times in training" in printed
     assert report["queries_from"] == str(query_file) and len(report["by_length"]) == 2  # 2-9 words: two bins
-    printed = run_script(args + ["--join", "4", "--by_rarity", "false"]).stdout
+    printed = run_in_process(args + ["--join", "4", "--by_rarity", "false"]).stdout
     joined = json.loads(output.read_text())
     assert (joined["joined"], joined["queries"]) == (4, len(queries) // 4) and "(4 joined per text)" in printed
     assert "by_rarity" not in joined and "times in training" not in printed

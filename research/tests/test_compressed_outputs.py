@@ -5,13 +5,13 @@ import torch
 
 from hfdistill.evaluation import evaluate_student
 from hfdistill.retrieval_tasks import LocalBeirRetrieval, read_beir_folder
-from tests.conftest import run_script
+from tests.conftest import run_in_process
 from tests.test_evaluation import beir, hand_ndcg_at_10  # noqa: F401
 
 
 def test_compressed_outputs_score_both_sides_compressed(tiny_student, beir, tmp_path):  # noqa: F811
     tiny_student.save_pretrained(tmp_path / "student")
-    run_script(["-m", "research.compressed_outputs", "--model", str(tmp_path / "student"), "--tasks", "tinybeir",
+    run_in_process(["-m", "research.compressed_outputs", "--model", str(tmp_path / "student"), "--tasks", "tinybeir",
                 "--data_dir", str(beir.parent), "--cache_dir", str(tmp_path / "cache"),
                 "--output_dir", str(tmp_path)])  # fmt: skip
     rows = json.loads((tmp_path / "compressed_outputs.json").read_text())["compressions"]

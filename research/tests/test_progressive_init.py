@@ -2,7 +2,7 @@ import torch
 
 from hfdistill import AsymmetricDualEncoder, from_teacher
 from hfdistill.modeling_asymmetric import layer_stack
-from tests.conftest import run_script, tiny_distill_args
+from tests.conftest import run_in_process, tiny_distill_args
 
 
 def test_the_student_starts_from_the_trained_students_layers(tiny_teacher, queries, tmp_path):
@@ -12,9 +12,9 @@ def test_the_student_starts_from_the_trained_students_layers(tiny_teacher, queri
             parameter.add_(torch.randn_like(parameter))  # stands in for training: away from the teacher
     trained.save_pretrained(tmp_path / "trained")
     distill = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=8)[1:]
-    run_script(["-m", "research.progressive_init", "--init_from", str(tmp_path / "trained"), "--init_layers", "0",
-                "3", "--", *distill, "--max_steps", "1", "--learning_rate", "1e-12", "--save_strategy", "no",
-                "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    run_in_process(["-m", "research.progressive_init", "--init_from", str(tmp_path / "trained"), "--init_layers", "0",
+                    "3", "--", *distill, "--max_steps", "1", "--learning_rate", "1e-12", "--save_strategy", "no",
+                    "--output_dir", str(tmp_path / "out")])  # fmt: skip
     student = AsymmetricDualEncoder.from_pretrained(tmp_path / "out")
     for new, old in ((0, 0), (1, 3)):  # one step at lr 1e-12 leaves the initial weights
         for a, b in zip(layer_stack(student.query_encoder)[new].parameters(),

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hfdistill.benchmark import SpeedResults
-from tests.conftest import run_script
+from tests.conftest import run_in_process
 
 
 def write_run(folder, layers, retentions, proxy=None):
@@ -42,7 +42,7 @@ def test_report_table_correlation_and_plot(tmp_path):
     write_speed(tmp_path / "s2.json", [0, 5], 2.5, 2.8)
     write_speed(tmp_path / "s1.json", [5], 4.0, 4.5)
     out = tmp_path / "report"
-    result = run_script(["-m", "research.study_report", "--runs", *(str(runs / n) for n in "abcde"),
+    result = run_in_process(["-m", "research.study_report", "--runs", *(str(runs / n) for n in "abcde"),
                          "--speed", str(tmp_path / "s2.json"), str(tmp_path / "s1.json"),
                          "--output_dir", str(out)])  # fmt: skip
     table = (out / "study_table.md").read_text().splitlines()
@@ -60,5 +60,5 @@ def test_report_table_correlation_and_plot(tmp_path):
 
 def test_report_names_a_run_without_results(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = run_script(["-m", "research.study_report", "--runs", str(tmp_path / "empty")], check=False)
+    result = run_in_process(["-m", "research.study_report", "--runs", str(tmp_path / "empty")], check=False)
     assert result.returncode != 0 and "eval_results.json is missing" in result.stderr
