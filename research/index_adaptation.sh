@@ -33,12 +33,13 @@ peer() {  # name, learning rate, options...: sentence-transformers' layer reduct
 }
 
 two query-only --train_languages en
-for lang in de hi ar; do  # one student per language, adapted on that language's 240 paragraphs
+for lang in de hi ar es zh; do  # one student per language, adapted on that language's 240 paragraphs
   two "$lang-f0.2" --train_documents "$B/xquad-$lang/corpus.jsonl.gz" --document_fraction 0.2 --train_languages en "$lang"
 done
 two hi-f0.4 --train_documents $B/xquad-hi/corpus.jsonl.gz --document_fraction 0.4 --train_languages en hi
 two hi-f0.6 --train_documents $B/xquad-hi/corpus.jsonl.gz --document_fraction 0.6 --train_languages en hi
 two ar-f0.6 --train_documents $B/xquad-ar/corpus.jsonl.gz --document_fraction 0.6 --train_languages en ar
+two ar-f1.0 --train_documents $B/xquad-ar/corpus.jsonl.gz --document_fraction 1.0 --train_languages en ar
 two de-spans-f0.2 --train_documents $B/xquad-de/corpus.jsonl.gz --document_fraction 0.2 --document_inputs spans \
   --train_languages en de
 two all6-f0.8 --train_documents $ALL6 --document_fraction 0.8 --train_languages en de es zh hi ar  # one index, six languages
@@ -49,5 +50,5 @@ peer peer-query-only 5e-3
 peer peer-all6-f0.8 5e-3 --train_documents $ALL6 --document_fraction 0.8
 peer peer-all6-f0.8-lr2e-3 2e-3 --train_documents $ALL6 --document_fraction 0.8
 python -m research.language_table --output "$OUT/table.md" --runs \
-  $(for name in query-only de-f0.2 hi-f0.2 hi-f0.4 hi-f0.6 ar-f0.2 ar-f0.6 de-spans-f0.2 all6-f0.8 4L-all6-f0.8 peer-query-only \
+  $(for name in query-only de-f0.2 hi-f0.2 hi-f0.4 hi-f0.6 ar-f0.2 ar-f0.6 ar-f1.0 es-f0.2 zh-f0.2 de-spans-f0.2 all6-f0.8 4L-all6-f0.8 peer-query-only \
       peer-all6-f0.8 peer-all6-f0.8-lr2e-3; do printf "%s=%s " "$name" "$OUT/$name"; done)
