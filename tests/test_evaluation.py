@@ -281,7 +281,7 @@ def test_evaluate_recipe_scores_an_exported_query_encoder(tiny_student, beir, tm
     assert len(set(teacher.values())) == 1  # documents stay the teacher's torch embeddings
     (tmp_path / "empty").mkdir()
     result = run_in_process(["recipes/evaluate.py", *common, "--query_encoder", str(tmp_path / "empty"),
-                         "--output_dir", str(tmp_path / "bad")], check=False)  # fmt: skip
+                             "--output_dir", str(tmp_path / "bad")], check=False)  # fmt: skip
     assert result.returncode == 1 and "is neither an exported query encoder" in result.stderr
 
 

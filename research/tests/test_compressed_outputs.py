@@ -12,8 +12,8 @@ from tests.test_evaluation import beir, hand_ndcg_at_10  # noqa: F401
 def test_compressed_outputs_score_both_sides_compressed(tiny_student, beir, tmp_path):  # noqa: F811
     tiny_student.save_pretrained(tmp_path / "student")
     run_in_process(["-m", "research.compressed_outputs", "--model", str(tmp_path / "student"), "--tasks", "tinybeir",
-                "--data_dir", str(beir.parent), "--cache_dir", str(tmp_path / "cache"),
-                "--output_dir", str(tmp_path)])  # fmt: skip
+                    "--data_dir", str(beir.parent), "--cache_dir", str(tmp_path / "cache"),
+                    "--output_dir", str(tmp_path)])  # fmt: skip
     rows = json.loads((tmp_path / "compressed_outputs.json").read_text())["compressions"]
     report = evaluate_student(tiny_student, "tiny", [LocalBeirRetrieval.from_folder(beir)], tmp_path / "cache")
     for role in ("teacher", "student"):

@@ -43,8 +43,8 @@ def test_report_table_correlation_and_plot(tmp_path):
     write_speed(tmp_path / "s1.json", [5], 4.0, 4.5)
     out = tmp_path / "report"
     result = run_in_process(["-m", "research.study_report", "--runs", *(str(runs / n) for n in "abcde"),
-                         "--speed", str(tmp_path / "s2.json"), str(tmp_path / "s1.json"),
-                         "--output_dir", str(out)])  # fmt: skip
+                             "--speed", str(tmp_path / "s2.json"), str(tmp_path / "s1.json"),
+                             "--output_dir", str(out)])  # fmt: skip
     table = (out / "study_table.md").read_text().splitlines()
     assert table[2].startswith("| d | [5] | 80.0% | 94.0% | **87.0%** | 0.4000 | 0.9000 | 4.00x | 4.50x |")
     assert [line.split(" | ")[0] for line in table[3:]] == ["| a", "| b", "| c", "| e"]  # 2 layers, best first
