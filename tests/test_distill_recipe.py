@@ -251,14 +251,16 @@ def test_bad_input_ends_in_one_line_before_anything_is_written(tiny_teacher, tmp
     options = {"teacher": tiny_teacher, "train_queries": str(path), "output_dir": str(tmp_path / "out"),
                "embedding_cache_dir": str(tmp_path / "cache"), "num_eval_queries": "10", "report_to": "none",
                **{key: value.format(tmp=tmp_path) for key, value in change.items()}}  # fmt: skip
-    line = run_recipe_in_process("distill", [f"--{key}={value}" for key, value in options.items()], monkeypatch)
+    line = run_recipe_in_process("distill", [f"--{key}={value}" for key, value in options.items()])
     assert re.search(message, line) and line.startswith("error: ") and "\n" not in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "queries.jsonl"]  # no output, no cache
 
 
-def test_a_run_with_nothing_named_prints_its_usage_and_starts_nothing(monkeypatch, capsys):
-    assert run_recipe_in_process("distill", [], monkeypatch) == "2"
-    assert "error: the following arguments are required: --train_queries" in capsys.readouterr().err
+def test_a_run_with_nothing_named_prints_its_usage_and_starts_nothing(tmp_path):
+    result = run_in_process(["recipes/distill.py", "--output_dir", str(tmp_path / "out")], check=False)
+    assert result.returncode == 2 and result.stderr.startswith("usage: distill.py"), result.stderr
+    assert "error: the following arguments are required: --train_queries" in result.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def _start(args: list[str], env: dict) -> tuple[subprocess.Popen, list[bytes]]:
@@ -369,10 +371,10 @@ def test_a_run_folder_holds_one_run_overwrite_starts_over_and_a_changed_resume_i
     assert json.loads((out / "distillation.json").read_text())["learning_rate"] == 5e-3
     assert not (out / "run.lock").exists() and (out / "checkpoint-4").is_dir()
     (out / "distillation.json").unlink()  # as if killed after its last checkpoint
-    line = run_recipe_in_process("distill", [*args[1:], "--resume_from_checkpoint", "true"], monkeypatch)
+    line = run_recipe_in_process("distill", [*args[1:], "--resume_from_checkpoint", "true"])
     assert re.search(r"holds a run started with other settings \(learning_rate 0.005 -> 0.001\)", line), line
     (out / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
-    line = run_recipe_in_process("distill", [*args[1:], "--overwrite_output_dir", "true"], monkeypatch)
+    line = run_recipe_in_process("distill", [*args[1:], "--overwrite_output_dir", "true"])
     assert re.search(rf"'.*run' is in use by another run \(pid {os.getpid()} on ", line), line
     assert (out / "checkpoint-4").is_dir() and len(list(tmp_path.glob("run.replaced-*"))) == 1  # nothing moved
 

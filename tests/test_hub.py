@@ -216,7 +216,7 @@ def test_a_push_refused_after_training_keeps_the_student_and_its_records(
     args = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)[1:] + [
         "--max_steps", "2", "--save_strategy", "no", "--output_dir", str(out), "--push_to_hub", "true",
         "--hub_model_id", "tester/refused", "--hub_token", TOKEN, "--base_model", BASE]  # fmt: skip
-    line = run_recipe_in_process("distill", args, monkeypatch)
+    line = run_recipe_in_process("distill", args)
     assert line.startswith("error: Pushing to 'tester/refused' failed after retries (HTTP 500)") and "\n" not in line
     assert f"python recipes/push.py --model {out} --repo_id tester/refused" in line
     for name in ("distillation.json", "alignment_results.json", "all_results.json", "README.md"):

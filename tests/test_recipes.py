@@ -38,7 +38,7 @@ def test_a_model_that_is_not_a_sound_student_ends_in_one_line(recipe, case, tiny
             weights = model / structure["query"][0] / "model.safetensors"
             weights.write_bytes(weights.read_bytes()[:100])
     args = ["--model", str(model), *(arg.format(tmp=tmp_path) for arg in RECIPES[recipe])]
-    line = run_recipe_in_process(recipe, args, monkeypatch)
+    line = run_recipe_in_process(recipe, args)
     assert re.search(message, line) and line.startswith("error: ") and "\n" not in line, line
     assert not (tmp_path / "eval").exists() and not (tmp_path / "speed").exists()
 
@@ -76,7 +76,7 @@ def test_an_option_out_of_range_ends_in_one_line_and_writes_nothing(case, tiny_s
     tiny_student.save_pretrained(tmp_path / "student")
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     args = ["--model", str(tmp_path / "student"), *(arg.format(tmp=tmp_path) for arg in args)]
-    line = run_recipe_in_process(recipe, args, monkeypatch)
+    line = run_recipe_in_process(recipe, args)
     assert re.search(message, line) and line.startswith("error: ") and "\n" not in line, line
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # the student and the rest untouched
 
