@@ -252,7 +252,7 @@ def run_in_process(args: list[str], check: bool = True) -> subprocess.CompletedP
     from io import StringIO
 
     target, *argv = args[1:] if args[0] == "-m" else args
-    stdout, stderr, saved, status = StringIO(), StringIO(), (sys.argv, os.getcwd()), 0
+    stdout, stderr, saved, status, message = StringIO(), StringIO(), (sys.argv, os.getcwd()), 0, None
     sys.argv = [target, *argv]
     os.chdir(ROOT)
     try:
@@ -265,7 +265,8 @@ def run_in_process(args: list[str], check: bool = True) -> subprocess.CompletedP
             except SystemExit as exited:  # as the interpreter ends: a message goes to stderr with status 1
                 status = exited.code if isinstance(exited.code, int) else int(exited.code is not None)
                 if isinstance(exited.code, str):
-                    print(exited.code, file=sys.stderr)
+                    message = exited.code
+                    print(message, file=sys.stderr)
             except Exception:
                 traceback.print_exc()
                 status = 1
@@ -273,6 +274,7 @@ def run_in_process(args: list[str], check: bool = True) -> subprocess.CompletedP
         sys.argv = saved[0]
         os.chdir(saved[1])
     result = subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())
+    result.exit_message = message  # the message the run exited with (stderr also holds what the process logged)
     if check:
         assert status == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
@@ -280,10 +282,10 @@ def run_in_process(args: list[str], check: bool = True) -> subprocess.CompletedP
 
 def run_recipe_in_process(recipe: str, args: list[str]) -> str:
     """`python recipes/<recipe>.py <args>` run in this process (`run_in_process`) for a run that must be refused: it
-    must exit with status 1, and what it printed is returned (the user's one line, when it is one)."""
+    must exit with status 1 and a message, which is returned (the user's one line, when it is one)."""
     result = run_in_process([f"recipes/{recipe}.py", *args], check=False)
-    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-4000:]
-    return result.stderr.strip()
+    assert result.returncode == 1 and result.exit_message, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.exit_message
 
 
 def tiny_distill_args(
