@@ -358,7 +358,7 @@ print("OK")
 
 
 def test_a_run_folder_holds_one_run_overwrite_starts_over_and_a_changed_resume_is_refused(
-    tiny_teacher, queries, tmp_path, monkeypatch
+    tiny_teacher, queries, tmp_path
 ):
     out = tmp_path / "run"
     args = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16) + [

@@ -208,9 +208,7 @@ def test_the_recipe_pushes_the_saved_student_with_its_code_records_and_card(hub,
     assert "Held-out alignment" in card.text and "tester/trained" in card.text
 
 
-def test_a_push_refused_after_training_keeps_the_student_and_its_records(
-    hub, waits, tiny_teacher, queries, tmp_path, monkeypatch
-):
+def test_a_push_refused_after_training_keeps_the_student_and_its_records(hub, waits, tiny_teacher, queries, tmp_path):
     hub.fail_always = True  # the Hub takes the token and creates the repository, then refuses every upload
     out = tmp_path / "run"
     args = tiny_distill_args(tiny_teacher, queries, tmp_path, batch_size=16)[1:] + [

@@ -24,8 +24,7 @@ MODELS = {  # case: (the model folder's state, the message)
 
 @pytest.mark.parametrize("case", sorted(MODELS))
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_a_model_that_is_not_a_sound_student_ends_in_one_line(recipe, case, tiny_student, tiny_teacher, tmp_path,
-                                                               monkeypatch):  # fmt: skip
+def test_a_model_that_is_not_a_sound_student_ends_in_one_line(recipe, case, tiny_student, tiny_teacher, tmp_path):
     state, message = MODELS[case]
     (tmp_path / "q.txt").write_text("what is dense retrieval\n")
     model = {None: tmp_path / "nowhere", "teacher": tiny_teacher}.get(state, tmp_path / "student")
@@ -70,7 +69,7 @@ OPTIONS = {  # recipe: (arguments, the one line), each refused before any model 
 
 
 @pytest.mark.parametrize("case", sorted(OPTIONS))
-def test_an_option_out_of_range_ends_in_one_line_and_writes_nothing(case, tiny_student, tmp_path, monkeypatch):
+def test_an_option_out_of_range_ends_in_one_line_and_writes_nothing(case, tiny_student, tmp_path):
     recipe, args, message = OPTIONS[case]
     (tmp_path / "q.txt").write_text("what is dense retrieval\n")
     tiny_student.save_pretrained(tmp_path / "student")
