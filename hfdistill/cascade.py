@@ -8,6 +8,12 @@ from torch import nn
 from .modeling_asymmetric import AsymmetricDualEncoder
 
 
+def document_texts(corpus) -> list[str]:
+    """The documents of a BEIR corpus (rows with `title` and `text`) as mteb gives them to an encoder: title and text
+    joined, so their teacher embeddings are those the evaluation cached."""
+    return [(f"{row.get('title') or ''} {row.get('text') or ''}").strip() for row in corpus]
+
+
 def top_scores(queries: torch.Tensor, documents: torch.Tensor, k: int = 2, chunk_size: int = 65536) -> torch.Tensor:
     """The `k` best scores of each query over the documents, `(n_queries, k)`, best first; the documents are scored
     `chunk_size` at a time, so an index of millions needs no `(n_queries, n_documents)` matrix."""

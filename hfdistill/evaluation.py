@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 
 import mteb
+import torch
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
+from .cascade import CascadeQueryEncoder, document_texts
 from .embedding_cache import CACHE_VERSION, DEFAULT_CACHE_DIR, teacher_fingerprint
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import check_side
@@ -30,7 +32,10 @@ class AsymmetricEncoder(AbsEncoder):
 
     Documents (and, with `side="teacher"`, queries too) are encoded by the frozen teacher and cached on disk, keyed by
     the teacher's identity and the exact texts, so a second student re-encodes only its queries. `query_encoder`
-    replaces the student's torch `encode_queries` (an exported ONNX one, or a baseline: `query_encoders`).
+    replaces the student's torch `encode_queries` (an exported ONNX one, or a baseline: `query_encoders`). With
+    `cascade_rate`, the queries are a `CascadeQueryEncoder`'s: the student's, with the teacher's for the
+    `cascade_rate` of them it is least sure of on `task`'s corpus (calibrated on the queries themselves, no labels);
+    `routed` then holds the share routed in each of the task's subsets.
     """
 
     def __init__(
@@ -41,9 +46,14 @@ class AsymmetricEncoder(AbsEncoder):
         cache_dir: str | Path = DEFAULT_CACHE_DIR,
         batch_size: int = 64,
         query_encoder=None,
+        cascade_rate: float | None = None,
+        task: AbsTaskRetrieval | None = None,
     ):
         check_side(side)
+        if cascade_rate is not None and (side != "student" or task is None):
+            raise ValueError("A cascade encodes the student's queries of one task: give side='student' and task.")
         self.model, self.side, self.cache_dir, self.batch_size = model, side, cache_dir, batch_size
+        self.query_encoder, self.cascade_rate, self.task, self.routed = query_encoder, cascade_rate, task, []
         self.encode_queries = query_encoder.encode_queries if query_encoder is not None else model.encode_queries
         revision = model.config.teacher_revision if side == "teacher" else None
         self.mteb_model_meta = ModelMeta.create_empty(
@@ -64,7 +74,20 @@ class AsymmetricEncoder(AbsEncoder):
             return cached_teacher_embeddings(
                 self.model, texts, self.cache_dir, self.batch_size, prompt_type=kind
             ).numpy()
+        if self.cascade_rate is not None:
+            return self.cascade(texts, self.task.dataset[hf_subset][hf_split]["corpus"]).numpy()
         return self.encode_queries(texts, self.batch_size, show_progress_bar=True).numpy()
+
+    def cascade(self, queries: list[str], corpus) -> torch.Tensor:
+        """The cascade's embeddings of `queries` over `corpus`, its threshold set from the queries themselves."""
+        documents = cached_teacher_embeddings(
+            self.model, document_texts(corpus), self.cache_dir, self.batch_size, prompt_type="document"
+        )
+        cascade = CascadeQueryEncoder(self.model, documents, query_encoder=self.query_encoder)
+        cascade.calibrate(queries, self.cascade_rate, self.batch_size)
+        embeddings = cascade.encode_queries(queries, self.batch_size)
+        self.routed.append(float(cascade.routed.float().mean()))
+        return embeddings
 
 
 def retrieval_scores(encoder: AsymmetricEncoder, task: AbsTaskRetrieval) -> dict[str, float]:
@@ -125,14 +148,19 @@ def evaluate_student(
     cache_dir: str | Path = DEFAULT_CACHE_DIR,
     batch_size: int = 64,
     query_encoder=None,
+    cascade_rate: float | None = None,
 ) -> dict:
     """Teacher and student scores per task and the paper's retention (student nDCG@10 / teacher nDCG@10, mean);
-    `query_encoder` (`query_encoders.load_query_encoder`) is scored instead of the student's torch one."""
+    `query_encoder` (`query_encoders.load_query_encoder`) is scored instead of the student's torch one. With
+    `cascade_rate`, a cascade is scored: the student answers, the teacher's query encoder the `cascade_rate` of each
+    task's queries the student is least sure of (`CascadeQueryEncoder`); each task records the share routed."""
     if query_encoder is not None and (dim := query_encoder.config["embedding_dim"]) != model.config.embedding_dim:
         raise ValueError(
             f"The query encoder gives {dim}-d embeddings and the teacher {model.config.teacher_name_or_path} "
             f"{model.config.embedding_dim}-d: they cannot be compared."
         )
+    if cascade_rate is not None and not 0 <= cascade_rate <= 1:
+        raise ValueError(f"cascade_rate is the share of queries routed to the teacher, 0 to 1; got {cascade_rate}.")
     report = {
         "teacher": model.config.teacher_name_or_path,
         "student": name,
@@ -142,9 +170,8 @@ def evaluate_student(
     for task in tasks:
         start = time.perf_counter()
         teacher = teacher_scores(model, task, cache_dir, batch_size)
-        student = retrieval_scores(
-            AsymmetricEncoder(model, name, "student", cache_dir, batch_size, query_encoder), task
-        )
+        encoder = AsymmetricEncoder(model, name, "student", cache_dir, batch_size, query_encoder, cascade_rate, task)
+        student = retrieval_scores(encoder, task)
         report["tasks"][task.metadata.name] = {
             "dataset": task.metadata.dataset["path"],  # a Hub id, or the local folder
             "languages": task_languages(task),
@@ -153,8 +180,12 @@ def evaluate_student(
             "retention": student["ndcg_at_10"] / teacher["ndcg_at_10"] if teacher["ndcg_at_10"] else 0.0,
             "seconds": round(time.perf_counter() - start, 1),
         }
+        if cascade_rate is not None:
+            report["tasks"][task.metadata.name]["routed"] = sum(encoder.routed) / len(encoder.routed)
     retentions = [t["retention"] for t in report["tasks"].values()]
     report["mean_retention"] = sum(retentions) / len(retentions)
+    if cascade_rate is not None:
+        report["cascade_rate"] = cascade_rate
     report["environment"] = environment()
     return report
 
@@ -173,6 +204,9 @@ def format_report(report: dict) -> str:
             f"{t['retention']:>10.1%}{recall:>16}"
         )
     lines.append(f"{'mean retention':<52}{report['mean_retention']:>11.1%}")
+    if "cascade_rate" in report:
+        routed = ", ".join(f"{name} {t['routed']:.1%}" for name, t in report["tasks"].items())
+        lines.append(f"a cascade: the teacher encoded the queries the student was least sure of ({routed})")
     return "\n".join(lines)
 
 

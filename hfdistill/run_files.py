@@ -6,7 +6,7 @@ by transformers, sentence-transformers and `persistence`.
 
 TRAINING_RECORD = "distillation.json"  # recipes/distill.py: the data, the recipe, held-out alignment, environment
 EVAL_RESULTS = "eval_results.json"  # recipes/evaluate.py: retention per task, the student's PyTorch query encoder
-EXPORTED_EVAL_RESULTS = "eval_results_{}.json"  # {} = the backend of recipes/evaluate.py --query_encoder
+EXPORTED_EVAL_RESULTS = "eval_results_{}.json"  # {} = the backend of --query_encoder, or cascade[-<backend>]
 SPEED_RESULTS = "speed_results.json"  # recipes/benchmark.py: queries/s of student and teacher, side by side
 AGREEMENT_FILE = "agreement.json"  # the check before a push, per query set
 ENCODER_FILE = "query_encoder.json"  # an exported query encoder: what it encodes, and how it reads queries

@@ -50,10 +50,22 @@ class EvaluationArguments:
             "research/model2vec_baseline.py)."
         },
     )
+    cascade_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Score a cascade instead of the student alone: the teacher's query encoder takes this share of "
+            "each task's queries, those the student is least sure of (hfdistill.CascadeQueryEncoder, its threshold "
+            "set from the task's own queries, no labels)."
+        },
+    )
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be at least 1, got {self.batch_size}.")
+        if self.cascade_rate is not None and not 0 <= self.cascade_rate <= 1:
+            raise ValueError(
+                f"--cascade_rate is the share of queries the teacher encodes, 0 to 1; got {self.cascade_rate}."
+            )
 
 
 def task_language_map(pairs: list[str], tasks: list[str]) -> dict[str, list[str]]:
@@ -67,6 +79,15 @@ def task_language_map(pairs: list[str], tasks: list[str]) -> dict[str, list[str]
             )
         languages[name] = codes.split(",")
     return languages
+
+
+def results_backend(args: EvaluationArguments, query_encoder) -> str | None:
+    """What was scored, when it is not the student's own PyTorch query encoder: its export's backend, a cascade
+    (`cascade`, or `cascade-<backend>` with an export as its student), or None."""
+    backend = query_encoder.backend if query_encoder is not None else None
+    if args.cascade_rate is None:
+        return backend
+    return f"cascade-{backend}" if backend else "cascade"
 
 
 def main(args: EvaluationArguments) -> list[dict]:
@@ -88,6 +109,7 @@ def main(args: EvaluationArguments) -> list[dict]:
             args.cache_dir,
             args.batch_size,
             query_encoder,
+            args.cascade_rate,
         )
         if query_encoder is not None:
             report["query_encoder"] = {"path": args.query_encoder, **query_encoder.config}
@@ -98,7 +120,11 @@ def main(args: EvaluationArguments) -> list[dict]:
         if len(args.model) > 1:
             out = out / re.sub(r"[^\w.-]+", "_", name).strip("_")
         out.mkdir(parents=True, exist_ok=True)
-        results_file = EXPORTED_EVAL_RESULTS.format(query_encoder.backend) if query_encoder else EVAL_RESULTS
+        results_file = (
+            EXPORTED_EVAL_RESULTS.format(backend)
+            if (backend := results_backend(args, query_encoder))
+            else EVAL_RESULTS
+        )
         (out / results_file).write_text(json.dumps(report, indent=2))
         reports.append(report)
     print(

@@ -26,7 +26,7 @@ import torch
 
 from hfdistill import load_student
 from hfdistill.benchmark import measure_speed
-from hfdistill.cascade import CascadeQueryEncoder, top_scores
+from hfdistill.cascade import CascadeQueryEncoder, document_texts, top_scores
 from hfdistill.cli import parse_args
 from hfdistill.data import load_queries
 from hfdistill.embedding_cache import DEFAULT_CACHE_DIR
@@ -67,11 +67,6 @@ def untrained_tokens(model) -> torch.Tensor:
     return (student == model.document_encoder.get_input_embeddings().weight).all(dim=1)
 
 
-def corpus_texts(data: dict) -> list[str]:
-    """The documents as mteb gives them to an encoder: title and text joined."""
-    return [(d.get("title", "") + " " + d.get("text", "")).strip() for d in data["corpus"].values()]
-
-
 def per_query_ndcg(queries: torch.Tensor, documents: torch.Tensor, ids: list[str], doc_ids: list[str], qrels) -> list:
     """nDCG@10 of each query (pytrec_eval, as mteb computes it) from its embedding's top 100 documents."""
     scores = queries @ documents.T
@@ -94,7 +89,7 @@ def task_curves(model, encoder, task: str, args: CascadeArguments) -> dict:
     """Per signal, the retention at each rate on one task, and the student's / teacher's mean nDCG@10."""
     data = read_beir_folder(Path(args.data_dir) / task)
     doc_ids = list(data["corpus"])
-    texts = corpus_texts(data)
+    texts = document_texts(data["corpus"].values())
     ids, queries = list(data["queries"]), list(data["queries"].values())
     documents = torch.nn.functional.normalize(
         cached_teacher_embeddings(model, texts, args.cache_dir, 64, prompt_type="document").float(), dim=-1
@@ -134,14 +129,10 @@ def task_curves(model, encoder, task: str, args: CascadeArguments) -> dict:
 
 def checked_cascade(model, query_encoder, task: str, rate: float, args: CascadeArguments) -> dict:
     """One cascade scored through mteb on one task (threshold from the task's queries at `rate`)."""
-    data = read_beir_folder(Path(args.data_dir) / task)
-    documents = cached_teacher_embeddings(model, corpus_texts(data), args.cache_dir, 64, prompt_type="document")
-    cascade = CascadeQueryEncoder(model, documents, query_encoder=query_encoder)
-    cascade.calibrate(list(data["queries"].values()), rate)
     report = evaluate_student(model, "cascade", [LocalBeirRetrieval.from_folder(Path(args.data_dir) / task)],
-                              args.cache_dir, query_encoder=cascade)  # fmt: skip
-    routed = float(cascade.routed.float().mean())
-    return {"task": task, "rate": rate, "retention": report["mean_retention"], "routed": routed}
+                              args.cache_dir, query_encoder=query_encoder, cascade_rate=rate)  # fmt: skip
+    (scores,) = report["tasks"].values()
+    return {"task": task, "rate": rate, "retention": report["mean_retention"], "routed": scores["routed"]}
 
 
 def main(args: CascadeArguments) -> None:
@@ -234,7 +225,7 @@ def speeds(models: dict, statics: dict, args: CascadeArguments) -> dict:
     timed, calibration = queries[:256], queries[-2000:]
     first, model = next(iter(models.items()))
     sub5k = read_beir_folder(Path(args.data_dir) / "msmarco-sub5k")
-    texts = corpus_texts(sub5k)
+    texts = document_texts(sub5k["corpus"].values())
     documents = cached_teacher_embeddings(model, texts, args.cache_dir, 64, prompt_type="document")
     others = {name: m.encode_queries for name, m in models.items() if name != first}
     for name, path in statics.items():

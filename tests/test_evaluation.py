@@ -295,3 +295,30 @@ def test_a_query_encoder_of_another_dimension_is_refused_before_any_encoding(tin
     with pytest.raises(ValueError, match="The query encoder gives 7-d embeddings and the teacher .* 32-d"):
         evaluate_student(tiny_student, "s", [LocalBeirRetrieval.from_folder(beir)], tmp_path / "c", 8, SmallEncoder())
     assert not (tmp_path / "c").exists()  # not even the teacher's documents were encoded
+
+
+def test_a_cascade_is_scored_per_task_from_its_own_queries(tiny_student, beir, tmp_path):
+    """Routing none of the queries scores the student, all of them the teacher (retention 1), half of them routes half
+    of each task's queries; the recipe writes the cascade's results beside, not over, the student's."""
+    task = LocalBeirRetrieval.from_folder(beir)
+    student = evaluate_student(tiny_student, "s", [task], tmp_path / "c", 8)
+    reports = {
+        rate: evaluate_student(tiny_student, "s", [task], tmp_path / "c", 8, cascade_rate=rate) for rate in (0, 0.5, 1)
+    }
+    scores = {rate: report["tasks"]["tinybeir"] for rate, report in reports.items()}
+    assert scores[0]["student"]["ndcg_at_10"] == pytest.approx(student["tasks"]["tinybeir"]["student"]["ndcg_at_10"])
+    assert scores[0]["routed"] == 0 and scores[0.5]["routed"] == 0.5 and scores[1]["routed"] == 1
+    assert scores[1]["retention"] == pytest.approx(1.0, abs=1e-6) and reports[1]["cascade_rate"] == 1
+    assert abs(student["mean_retention"] - 1) > 1e-3  # the tiny student ranks otherwise than its teacher
+    tiny_student.save_pretrained(tmp_path / "student")
+    out = tmp_path / "eval"
+    common = ["recipes/evaluate.py", "--model", str(tmp_path / "student"), "--tasks", "tinybeir", "--data_dir",
+              str(beir.parent), "--cache_dir", str(tmp_path / "c"), "--output_dir", str(out), "--cascade_rate",
+              "0.5"]  # fmt: skip
+    result = run_in_process(common)
+    assert "the teacher encoded the queries the student was least sure of (tinybeir 50.0%)" in result.stdout
+    assert [path.name for path in out.iterdir()] == ["eval_results_cascade.json"]
+    run_in_process([*common, "--query_encoder", str(tmp_path / "student")])  # its sentence-transformers form
+    for name in ("eval_results_cascade.json", "eval_results_cascade-sentence-transformers.json"):
+        recorded = json.loads((out / name).read_text())["tasks"]["tinybeir"]
+        assert recorded["retention"] == pytest.approx(scores[0.5]["retention"]) and recorded["routed"] == 0.5

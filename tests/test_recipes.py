@@ -47,6 +47,8 @@ OPTIONS = {  # recipe: (arguments, the one line), each refused before any model 
                                      r"--batch_size must be at least 1, got -5"),
     "evaluate batch size zero": ("evaluate", ["--tasks", "SciFact", "--batch_size", "0"],
                                  r"--batch_size must be at least 1, got 0"),
+    "evaluate cascade rate above 1": ("evaluate", ["--tasks", "SciFact", "--cascade_rate", "1.5"],
+                                      r"--cascade_rate is the share of queries the teacher encodes, 0 to 1; got 1.5"),
     "evaluate language of another task": ("evaluate", ["--tasks", "SciFact", "--languages", "xquad-de=de"],
                                           r"--languages 'xquad-de=de': give `task=code` for one of --tasks"),
     "benchmark batch size negative": ("benchmark", ["--queries", "{tmp}/q.txt", "--batch_sizes", "1", "-8"],
