@@ -1,7 +1,9 @@
 """Training throughput side by side: hfdistill's trainer (random batches in length chunks, length-grouped batches,
 plain random batches) and sentence-transformers' layer-reduction recipe (`SentenceTransformerTrainer` + `MSELoss`),
-on the same student, queries and cached teacher vectors, the teacher pass excluded. Each method trains `--steps`
-steps from the same initial student, in turn, `--repeats` times; the median queries/s is reported.
+on the same student, texts and cached teacher vectors, the teacher pass excluded. The texts are those a run of the same
+data options trains on (queries, joined queries and, with `--train_documents`, the cuts of the documents), a random
+`--steps` x `--batch_size` of them. Each method trains `--steps` steps from the same initial student, in turn,
+`--repeats` times; the median texts/s is reported.
 
     HF_HUB_OFFLINE=1 python -m research.training_speed --teacher sentence-transformers/all-MiniLM-L6-v2 \
         --student_layers 0 5 --train_queries ../shared/data/queries/train_queries.tsv.gz --max_train_samples 20000 \
@@ -10,6 +12,7 @@ steps from the same initial student, in turn, `--repeats` times; the median quer
 
 import json
 import logging
+import random
 import statistics
 import tempfile
 import time
@@ -25,7 +28,8 @@ from sentence_transformers.sentence_transformer.training_args import SentenceTra
 
 from hfdistill import from_teacher
 from hfdistill.cli import parse_args
-from hfdistill.data import QueryAlignmentDataset, load_query_splits
+from hfdistill.data import QueryAlignmentDataset, load_query_splits, training_texts
+from hfdistill.documents import index_texts, load_index_documents
 from hfdistill.modeling_asymmetric import layer_stack, set_layer_stack
 from hfdistill.teacher_pass import cached_teacher_embeddings
 from hfdistill.trainer import EmbeddingAlignmentTrainer
@@ -76,10 +80,13 @@ def sentence_transformers_run(args: SpeedArguments, texts, targets, prompt: str,
 def main(args: SpeedArguments, data_args: QueryDataArguments) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
-    texts, _ = load_query_splits(data_args, 42)
+    queries, _ = load_query_splits(data_args, 42)
+    texts = training_texts(data_args, queries, 42)
     reference = from_teacher(args.teacher, args.student_layers, student_query_prompt=args.student_query_prompt)
+    cuts = index_texts(data_args, load_index_documents(data_args), reference.query_tokenizer, len(queries), 42)
+    texts = random.Random(0).sample(texts + cuts, min(len(texts) + len(cuts), args.steps * args.batch_size))
+    cut_set = set(cuts)
     targets = cached_teacher_embeddings(reference, texts, data_args.embedding_cache_dir, 64)
-    texts, targets = texts[: args.steps * args.batch_size], targets[: args.steps * args.batch_size].clone()
     seconds = {name: [] for name in METHODS}
     with tempfile.TemporaryDirectory() as workdir:
         for _ in range(args.repeats):
@@ -94,12 +101,13 @@ def main(args: SpeedArguments, data_args: QueryDataArguments) -> dict:
     results = {
         "teacher": args.teacher, "student_layers": args.student_layers, "steps": args.steps,
         "batch_size": args.batch_size, "threads": torch.get_num_threads(), "repeats": args.repeats,
-        "queries_per_second": {name: args.steps * args.batch_size / statistics.median(times)
-                               for name, times in seconds.items()},
+        "num_timed_document_texts": len([text for text in texts if text in cut_set]), "num_timed_texts": len(texts),
+        "texts_per_second": {name: args.steps * args.batch_size / statistics.median(times)
+                             for name, times in seconds.items()},
         "seconds": seconds,
     }  # fmt: skip
-    for name, qps in results["queries_per_second"].items():
-        print(f"{name:<62}{qps:>10.1f} queries/s")
+    for name, rate in results["texts_per_second"].items():
+        print(f"{name:<62}{rate:>10.1f} texts/s")
     if args.output_file:
         Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output_file).write_text(json.dumps(results, indent=2))
