@@ -10,6 +10,7 @@ the final query embedding (`sentence_embedding`: encoder, pooling, any Dense lay
 the index does not change.
 """
 
+import importlib.util
 import json
 import logging
 import warnings
@@ -23,8 +24,10 @@ from transformers import AutoTokenizer
 from .modeling_asymmetric import AsymmetricDualEncoder
 from .persistence import NotExpressibleError, check_side, declare_without_pooler
 from .run_files import ENCODER_FILE
+from .static import MODEL2VEC_HELP
 
-BACKENDS = ("onnx", "static")  # static: a 0-layer student as token vectors (static.py)
+BACKENDS = ("onnx", "static", "model2vec")  # static, model2vec: a 0-layer student as token vectors (static.py)
+STATIC_BACKENDS = ("static", "model2vec")
 QUANTIZATIONS = ("int8",)
 # every exported way to serve a query encoder: its name (in benchmarks, results files and cards) -> its quantization;
 # the benchmark, the exported encoder and the model card read this table
@@ -56,11 +59,13 @@ def check_export(backend: str, quantize: str | None, side: str = "student") -> N
     check_side(side)
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
-    if backend == "static":
+    if backend in STATIC_BACKENDS:
         if quantize is not None:
             raise ValueError("A static query encoder is a lookup of float vectors: it takes no --quantize.")
         if side != "student":
             raise ValueError("A static query encoder is made from the student alone; the teacher has layers.")
+        if backend == "model2vec" and importlib.util.find_spec("model2vec") is None:
+            raise ImportError(f"--backend model2vec needs model2vec: {MODEL2VEC_HELP}.")
         return
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantize!r} for backend {backend!r}; choose one of {QUANTIZATIONS}.")
@@ -100,17 +105,22 @@ def _onnx_export(graph: nn.Module, inputs: tuple, path: Path) -> None:
 
 
 def save_query_encoder(
-    model: AsymmetricDualEncoder, directory: str | Path, side: str = "student", static: bool = False
+    model: AsymmetricDualEncoder, directory: str | Path, side: str = "student", static: str | None = None
 ) -> None:
     """Write the query encoder of `side` (`student`, or `teacher` for side-by-side baselines) to `directory` as a
     plain sentence-transformers model (see `AsymmetricDualEncoder.query_sentence_transformer`; no remote code, no
-    document encoder) with `ENCODER_FILE`, which names the teacher whose index it queries. `static=True` writes a
-    0-layer student as static token vectors instead (`static.static_sentence_transformer`). A student that
+    document encoder) with `ENCODER_FILE`, which names the teacher whose index it queries. `static="static"` writes a
+    0-layer student as static token vectors instead (`static.static_sentence_transformer`), `static="model2vec"` as a
+    model2vec `StaticModel` (`static.model2vec_model`). A student that
     sentence-transformers cannot express gets its tokenizer and `ENCODER_FILE` only, with a warning."""
     check_side(side)
     directory = Path(directory)
     model = model.eval().to("cpu")
-    if static:
+    if static == "model2vec":
+        from .static import model2vec_model
+
+        model2vec_model(model).save_pretrained(str(directory))
+    elif static == "static":
         from .static import static_sentence_transformer
 
         static_sentence_transformer(model).save(str(directory), create_model_card=False)
@@ -128,7 +138,7 @@ def save_query_encoder(
             "document_prompt": model.config.document_prompt,
             "max_length": model.config.max_length,
             "embedding_dim": model.config.embedding_dim,
-            "static": static,
+            "static": static is not None,
             "file_name": None,
             "quantize": None,
         },
@@ -166,12 +176,12 @@ def export_query_encoder(
     """Write the query encoder of `side` to `directory` as `save_query_encoder` does, with its ONNX graph
     (`onnx/model.onnx`), plus int8 dynamic-quantized weights when `quantize="int8"` (`onnx/model_qint8.onnx`).
     `OnnxQueryEncoder(directory)` loads the last written (`file_name=` picks the other). Returns that file. The
-    `static` backend writes a 0-layer student's token vectors (`save_query_encoder(static=True)`) and returns the
-    folder."""
+    `static` and `model2vec` backends write a 0-layer student's token vectors (`save_query_encoder(static=backend)`)
+    and return the folder."""
     check_export(backend, quantize, side)
     directory = Path(directory)
-    if backend == "static":
-        save_query_encoder(model, directory, side, static=True)  # a student it cannot serve is refused unwritten
+    if backend in STATIC_BACKENDS:
+        save_query_encoder(model, directory, side, static=backend)  # a student it cannot serve is refused unwritten
         return directory
     save_query_encoder(model, directory, side)
     tokenizer = model.query_tokenizer if side == "student" else model.tokenizer

@@ -1,5 +1,6 @@
 """A 0-layer student's query side as static token vectors: sentence-transformers' `StaticEmbedding` (a lookup and a
-mean, no transformer code), for serving queries at the cost of tokenization.
+mean, no transformer code), or model2vec's `StaticModel` (the same lookup and mean with no model code around it), for
+serving queries at the cost of tokenization.
 
 A 0-layer student is its token embeddings, position embeddings and LayerNorm, mean-pooled over the query's tokens
 with its special tokens. A static encoder keeps one vector per token and averages the query's tokens alone, so each
@@ -9,6 +10,8 @@ student: `recipes/evaluate.py --query_encoder <folder>` measures what it keeps.
 """
 
 import torch
+from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+from torch import nn
 
 from .configuration_asymmetric import pooling_modes
 from .modeling_asymmetric import AsymmetricDualEncoder
@@ -20,9 +23,10 @@ TOKEN_POSITIONS = 16
 TYPICAL_TOKENS = 8
 
 
-def check_static(model: AsymmetricDualEncoder) -> None:
+def check_static(model: AsymmetricDualEncoder, backend: str = "static") -> None:
     """One clear error unless `model`'s student can be served as static token vectors: no layers, mean pooling (the
-    side is `export.check_export`'s to check)."""
+    side is `export.check_export`'s to check); for `backend="model2vec"` also no query prompt (model2vec reads queries
+    as given) and a head model2vec can hold after the mean (linear `Dense` maps, then `Normalize` or nothing)."""
     if model.config.student_layers:
         raise ValueError(
             f"A static query encoder needs a 0-layer student (--student_layers []), this one keeps layers "
@@ -33,6 +37,22 @@ def check_static(model: AsymmetricDualEncoder) -> None:
         raise ValueError("A static query encoder needs a student with mean pooling: a lookup and a mean.")
     if not model.query_tokenizer.is_fast:
         raise ValueError("A static query encoder needs a fast (Rust) tokenizer, as sentence-transformers' does.")
+    if backend != "model2vec":
+        return
+    if model.config.student_prompt:
+        raise ValueError(
+            f"model2vec reads queries as given, and this student reads them after its prompt "
+            f'{model.config.student_prompt!r}: export a prompt-free student (--student_query_prompt "") or use '
+            "--backend static, which keeps the prompt."
+        )
+    head = list(model.query_head)[1:]
+    if head and isinstance(head[-1], Normalize):
+        head = head[:-1]
+    if not all(isinstance(m, Dense) and isinstance(m.activation_function, nn.Identity) for m in head):
+        raise ValueError(
+            "model2vec holds token vectors and a normalization; this student's head after its mean has more (a "
+            "Dense with an activation, which a mean of vectors cannot take in): use --backend static."
+        )
 
 
 @torch.no_grad()  # the vectors become a trainable Parameter: not inference tensors
@@ -82,4 +102,36 @@ def static_sentence_transformer(
         prompts={"query": prompt},
         default_prompt_name="query" if prompt else None,
         device="cpu",
+    )
+
+
+MODEL2VEC_HELP = "pip install 'hfdistill[static]' (model2vec)"
+
+
+def model2vec_model(
+    model: AsymmetricDualEncoder, positions: int = TOKEN_POSITIONS, typical_tokens: int | None = TYPICAL_TOKENS
+):
+    """The student's query side as a model2vec `StaticModel`: `static_token_vectors` with the student's head after
+    pooling folded in (a `Dense` map without activation is linear, so it maps each token's vector and the mean is
+    unchanged; a final `Normalize` is model2vec's `normalize`). A `StaticModel` reads queries as given, with no
+    prompt, and leaves out the tokens its tokenizer cannot read (`<unk>`); students it would serve otherwise are
+    refused (`check_static`)."""
+    try:
+        from model2vec import StaticModel
+    except ImportError:
+        raise ImportError(f"A model2vec query encoder needs model2vec: {MODEL2VEC_HELP}.") from None
+    check_static(model, "model2vec")
+    model = model.to("cpu")
+    vectors = static_token_vectors(model, positions, typical_tokens)
+    head = list(model.query_head)[1:]  # after the pooling: linear Dense maps, then Normalize or nothing
+    with torch.no_grad():
+        for module in head:
+            vectors = module.linear(vectors) if isinstance(module, Dense) else vectors
+    return StaticModel(
+        vectors.numpy(),
+        model.query_tokenizer.backend_tokenizer,
+        config={"model_type": "model2vec", "architectures": ["StaticModel"], "hidden_dim": vectors.shape[1]},
+        normalize=bool(head) and isinstance(head[-1], Normalize),
+        base_model_name=model.config.teacher_name_or_path,
+        max_length=model.config.max_length,
     )

@@ -5,13 +5,13 @@ import torch
 
 from hfdistill import from_teacher
 from hfdistill.export import check_export, export_query_encoder
-from hfdistill.query_encoders import load_query_encoder
+from hfdistill.query_encoders import Model2VecQueryEncoder, load_query_encoder
 from hfdistill.static import TYPICAL_TOKENS, static_sentence_transformer
 from tests.conftest import TEACHERS, run_in_process
 
 
-def zero_layer_student(teacher: str):
-    student = from_teacher(teacher, [])
+def zero_layer_student(teacher: str, **options):
+    student = from_teacher(teacher, [], **options)
     with torch.no_grad():
         for p in student.query_encoder.parameters():
             p.add_(torch.randn_like(p) * 0.02)  # a student that is not the teacher's copy
@@ -65,10 +65,11 @@ def test_static_export_loads_in_sentence_transformers_and_the_evaluators(family_
 
 
 def test_static_export_refuses_what_it_cannot_serve_before_writing(tiny_teacher, tiny_student, tmp_path):
-    with pytest.raises(ValueError, match="takes no --quantize"):
-        check_export("static", "int8")
-    with pytest.raises(ValueError, match="made from the student alone"):
-        check_export("static", None, "teacher")
+    for backend in ("static", "model2vec"):
+        with pytest.raises(ValueError, match="takes no --quantize"):
+            check_export(backend, "int8")
+        with pytest.raises(ValueError, match="made from the student alone"):
+            check_export(backend, None, "teacher")
     with pytest.raises(ValueError, match=r"needs a 0-layer student \(--student_layers \[\]\), this one keeps layers"):
         export_query_encoder(tiny_student, tmp_path / "two", backend="static")
     assert not (tmp_path / "two").exists()
@@ -77,3 +78,36 @@ def test_static_export_refuses_what_it_cannot_serve_before_writing(tiny_teacher,
                              "--output_dir", str(tmp_path / "out")], check=False)  # fmt: skip
     assert result.returncode == 1 and "needs a 0-layer student" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_model2vec_export_encodes_as_the_static_export(family_teacher, queries, tmp_path):
+    """A prompt-free 0-layer student of every family with mean pooling exports as a model2vec model that encodes as
+    its sentence-transformers static export does (a Dense map without activation folded into the token vectors);
+    a query prompt, a Dense map with an activation and other poolings are refused before anything is written."""
+    from model2vec import StaticModel
+
+    name, teacher = family_teacher
+    refusals = []
+    if TEACHERS[name][1] != "mean":
+        refusals.append((zero_layer_student(teacher, student_query_prompt=""), "needs a student with mean pooling"))
+    else:
+        if TEACHERS[name][3]:
+            refusals.append((zero_layer_student(teacher), "model2vec reads queries as given"))
+        student = zero_layer_student(teacher, student_query_prompt="")
+        if TEACHERS[name][2]:
+            refusals.append((zero_layer_student(teacher, student_query_prompt=""), "a Dense with an activation"))
+            for module in list(student.query_head)[1:-1]:
+                module.activation_function = torch.nn.Identity()  # a linear map, which model2vec can fold in
+    for refused, message in refusals:
+        with pytest.raises(ValueError, match=message):
+            export_query_encoder(refused, tmp_path / "refused", backend="model2vec")
+        assert not (tmp_path / "refused").exists()
+    if TEACHERS[name][1] != "mean":
+        return
+    folder = export_query_encoder(student, tmp_path / "model2vec", backend="model2vec")
+    expected = static_sentence_transformer(student).encode(queries, convert_to_tensor=True)
+    torch.testing.assert_close(torch.from_numpy(StaticModel.from_pretrained(folder).encode(queries)), expected)
+    encoder = load_query_encoder(str(folder))  # what recipes/evaluate.py --query_encoder and the benchmark load
+    assert isinstance(encoder, Model2VecQueryEncoder) and encoder.config["embedding_dim"] == expected.shape[1]
+    torch.testing.assert_close(encoder.encode_queries(queries), expected)
+    assert json.loads((folder / "query_encoder.json").read_text())["static"] is True
