@@ -40,6 +40,8 @@ two hi-f0.4 --train_documents $B/xquad-hi/corpus.jsonl.gz --document_fraction 0.
 two hi-f0.6 --train_documents $B/xquad-hi/corpus.jsonl.gz --document_fraction 0.6 --train_languages en hi
 two ar-f0.6 --train_documents $B/xquad-ar/corpus.jsonl.gz --document_fraction 0.6 --train_languages en ar
 two ar-f1.0 --train_documents $B/xquad-ar/corpus.jsonl.gz --document_fraction 1.0 --train_languages en ar
+run ar-f1.0-e2.5 recipes/configs/e5-small-2L.yaml --num_train_epochs 2.5 --train_documents $B/xquad-ar/corpus.jsonl.gz \
+  --document_fraction 1.0 --train_languages en ar  # the same trained longer (2,053 steps)
 two de-spans-f0.2 --train_documents $B/xquad-de/corpus.jsonl.gz --document_fraction 0.2 --document_inputs spans \
   --train_languages en de
 two all6-f0.8 --train_documents $ALL6 --document_fraction 0.8 --train_languages en de es zh hi ar  # one index, six languages
@@ -53,5 +55,22 @@ peer peer-all6-f0.8 5e-3 --train_documents $ALL6 --document_fraction 0.8
 peer peer-all6-f0.8-lr2e-3 2e-3 --train_documents $ALL6 --document_fraction 0.8
 peer peer-all6-f0.8-lr1e-2 1e-2 --train_documents $ALL6 --document_fraction 0.8
 python -m research.language_table --output "$OUT/table.md" --runs \
-  $(for name in query-only de-f0.2 hi-f0.2 hi-f0.4 hi-f0.6 ar-f0.2 ar-f0.6 ar-f1.0 es-f0.2 zh-f0.2 de-spans-f0.2 all6-f0.8 all6-f0.8-e3.7 4L-all6-f0.8 \
-      peer-query-only peer-all6-f0.8 peer-all6-f0.8-lr2e-3 peer-all6-f0.8-lr1e-2; do printf "%s=%s " "$name" "$OUT/$name"; done)
+  "queries only=$OUT/query-only" \
+  "+ German paragraphs, f 0.2=$OUT/de-f0.2" \
+  "+ German paragraphs, spans only, f 0.2=$OUT/de-spans-f0.2" \
+  "+ Spanish paragraphs, f 0.2=$OUT/es-f0.2" \
+  "+ Chinese paragraphs, f 0.2=$OUT/zh-f0.2" \
+  "+ Hindi paragraphs, f 0.2=$OUT/hi-f0.2" \
+  "+ Hindi paragraphs, f 0.4=$OUT/hi-f0.4" \
+  "+ Hindi paragraphs, f 0.6=$OUT/hi-f0.6" \
+  "+ Arabic paragraphs, f 0.2=$OUT/ar-f0.2" \
+  "+ Arabic paragraphs, f 0.6=$OUT/ar-f0.6" \
+  "+ Arabic paragraphs, f 1.0=$OUT/ar-f1.0" \
+  "+ Arabic paragraphs, f 1.0, 2.5 epochs=$OUT/ar-f1.0-e2.5" \
+  "+ the six languages' paragraphs, f 0.8=$OUT/all6-f0.8" \
+  "+ the six languages' paragraphs, f 0.8, 3.7 epochs (the peer's training time)=$OUT/all6-f0.8-e3.7" \
+  "+ the six languages' paragraphs, f 0.8, 4 layers=$OUT/4L-all6-f0.8" \
+  "sentence-transformers' recipe (lr 5e-3), queries only=$OUT/peer-query-only" \
+  "sentence-transformers' recipe (lr 5e-3), + the six languages' paragraphs, f 0.8=$OUT/peer-all6-f0.8" \
+  "sentence-transformers' recipe (lr 2e-3), + the six languages' paragraphs, f 0.8=$OUT/peer-all6-f0.8-lr2e-3" \
+  "sentence-transformers' recipe (lr 1e-2), + the six languages' paragraphs, f 0.8=$OUT/peer-all6-f0.8-lr1e-2"
