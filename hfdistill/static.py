@@ -122,14 +122,16 @@ def model2vec_model(
         raise ImportError(f"A model2vec query encoder needs model2vec: {MODEL2VEC_HELP}.") from None
     check_static(model, "model2vec")
     model = model.to("cpu")
-    vectors = static_token_vectors(model, positions, typical_tokens)
+    tokenizer = model.query_tokenizer.backend_tokenizer
+    # one vector per token the tokenizer has: embedding matrices are often padded past it (e5: 250,037 rows, 250,002)
+    vectors = static_token_vectors(model, positions, typical_tokens)[: tokenizer.get_vocab_size()]
     head = list(model.query_head)[1:]  # after the pooling: linear Dense maps, then Normalize or nothing
     with torch.no_grad():
         for module in head:
             vectors = module.linear(vectors) if isinstance(module, Dense) else vectors
     return StaticModel(
         vectors.numpy(),
-        model.query_tokenizer.backend_tokenizer,
+        tokenizer,
         config={"model_type": "model2vec", "architectures": ["StaticModel"], "hidden_dim": vectors.shape[1]},
         normalize=bool(head) and isinstance(head[-1], Normalize),
         base_model_name=model.config.teacher_name_or_path,
