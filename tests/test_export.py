@@ -1,4 +1,5 @@
 import builtins
+import importlib.util
 import json
 import os
 
@@ -61,7 +62,7 @@ def test_a_student_sentence_transformers_cannot_express_still_exports(tmp_path, 
 
 
 def test_export_errors_before_any_work(tmp_path, tiny_teacher, monkeypatch):
-    with pytest.raises(ValueError, match=r"Unknown backend 'tflite'; choose one of \('onnx', 'static'\)"):
+    with pytest.raises(ValueError, match=r"Unknown backend 'tflite'; choose one of \('onnx', 'static', 'model2vec'\)"):
         check_export("tflite", None)
     with pytest.raises(ValueError, match=r"Unknown quantization 'int4' for backend 'onnx'; choose one of \('int8',\)"):
         check_export("onnx", "int4")
@@ -83,6 +84,12 @@ def test_export_errors_before_any_work(tmp_path, tiny_teacher, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", without_onnxruntime)
     with pytest.raises(ImportError, match=r"need onnxruntime: pip install 'hfdistill\[onnx\]'"):
         check_export("onnx", "int8")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "model2vec" else find_spec(name, *args)
+    )
+    with pytest.raises(ImportError, match=r"--backend model2vec needs model2vec: pip install 'hfdistill\[static\]'"):
+        check_export("model2vec", None)
 
 
 def test_export_recipe_writes_a_loadable_int8_encoder(tmp_path, tiny_student, queries):
