@@ -179,6 +179,7 @@ def run(argv: list[str] | None = None, build=from_teacher) -> None:
         )
     setup_logging("info" if arguments[2].log_level == "passive" else arguments[2].log_level)
     main(*arguments, build=build)
+    PartialState().destroy_process_group()  # a multi-process run leaves its group: one left to the exit can abort it
 
 
 if __name__ == "__main__":
